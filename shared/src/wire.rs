@@ -546,6 +546,9 @@ pub struct TripThresholds {
     pub min_distance_m: u32,
     /// Shorter trips are dropped, seconds.
     pub min_duration_s: u32,
+    /// A trip that ends within `min_distance_m` of its start and never gets farther than this
+    /// from it is GPS noise around a parked car and is dropped, metres; 0 keeps every trip.
+    pub noise_reach_m: u32,
     /// Time above this speed counts as speeding, cm/s.
     pub speed_limit_cms: u16,
 }
@@ -594,6 +597,10 @@ pub struct PlaceThresholds {
     pub visit_min_dwell_s: u32,
     /// At most this many frequent places are sent.
     pub max_places: u16,
+    /// Whether a data gap that starts and ends at the same place (a receiver switched off with
+    /// the ignition) counts as a stay there. trackintel splits such stays; a head unit needs
+    /// them, or it never sees the car parked at home overnight.
+    pub bridge_gaps: bool,
 }
 
 /// How often the agent sends what.
@@ -775,6 +782,9 @@ impl Default for TripThresholds {
             // Traccar's `report.trip.minimalTripDistance` and `minimalTripDuration` defaults.
             min_distance_m: 200,
             min_duration_s: 180,
+            // A round trip around the block reaches farther than 500 m; parked multipath
+            // excursions (one 312 m jump in GPSBabel's dg100 log) do not.
+            noise_reach_m: 500,
             // 120 km/h: the highest general limit in China (expressways) and much of Europe.
             speed_limit_cms: 3_333,
         }
@@ -784,25 +794,25 @@ impl Default for TripThresholds {
 impl Default for EventThresholds {
     fn default() -> Self {
         EventThresholds {
-            // 1 Hz GNSS speed smooths peaks an IMU sees, so these sit lower than the IMU set:
-            // DriveQuant's first severity (acceleration 2.0, braking 1.8 / 2.4 m/s²) and
-            // Verizon Connect's lowest braking level (5 mph in 1 s ≈ 2.2 m/s²).
+            // Teltonika's FMB defaults, which it applies to 1 Hz GPS speed (max acceleration
+            // 2.5, braking 2.7, cornering 3.4 m/s²; nothing below 10 km/h, no cornering below
+            // 30 km/h); Damoov's braking threshold is the same 2.7 m/s².
             gnss: HarshThresholds {
-                accel_cms2: 200,
-                brake_cms2: 240,
-                corner_cms2: 250,
+                accel_cms2: 250,
+                brake_cms2: 270,
+                corner_cms2: 340,
                 // One 1 Hz sample interval.
                 min_duration_ms: 1_000,
-                // Commercial trackers flag nothing at walking pace.
                 min_speed_cms: 278,
                 corner_min_speed_cms: 833,
             },
-            // An older telematics SDK: acceleration > 3, braking > 3.2 m/s² for at least 0.6 s;
-            // Damoov: braking ≤ −2.7 m/s² for ≥ 600 ms.
+            // An IMU or CAN speed sees the peaks 1 Hz GNSS smooths away, so its thresholds sit
+            // higher: acceleration 3.0 and braking 3.2 m/s² for at least 0.6 s (an older
+            // telematics SDK), cornering 0.45 g (SBeacon's accelerometer default).
             imu: HarshThresholds {
                 accel_cms2: 300,
                 brake_cms2: 320,
-                corner_cms2: 300,
+                corner_cms2: 440,
                 min_duration_ms: 600,
                 min_speed_cms: 278,
                 corner_min_speed_cms: 833,
@@ -824,6 +834,7 @@ impl Default for PlaceThresholds {
             // delays on geofences for the same reason).
             visit_min_dwell_s: 300,
             max_places: 10,
+            bridge_gaps: true,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The wire contract over the machine's real Mosquitto: topics, frames, retained config and
 //! the last will, as the agent and the server will use them.
+#![allow(clippy::unwrap_used)] // Tests may panic on what they did not expect.
 
 use std::time::Duration;
 
