@@ -27,6 +27,8 @@ pub struct AgentFileConfig {
     pub mqtt: MqttConfig,
     /// The store-and-forward outbox.
     pub outbox: OutboxConfig,
+    /// Where samples come from.
+    pub input: InputConfig,
     /// How samples become summaries, until the server sends its own settings.
     pub pipeline: PipelineConfig,
 }
@@ -38,6 +40,7 @@ impl Default for AgentFileConfig {
             vehicle: VehicleConfig::default(),
             mqtt: MqttConfig::default(),
             outbox: OutboxConfig::default(),
+            input: InputConfig::default(),
             pipeline: PipelineConfig::default(),
         }
     }
@@ -103,12 +106,42 @@ pub struct MqttConfig {
     /// `mqtt://host:port`, or `mqtts://host:port` for TLS. Default: the server's embedded
     /// broker on this machine, `mqtt://127.0.0.1:1884`.
     pub url: String,
+    /// PEM file of the certificate authorities that sign the broker's certificate (TLS only).
+    /// Empty: the system's roots.
+    pub ca_file: PathBuf,
+    /// PEM client certificate, for brokers that authenticate devices by certificate.
+    pub client_cert_file: PathBuf,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: PathBuf,
+    /// User name, for brokers that authenticate devices by password. Empty: none.
+    pub username: String,
+    /// Password for `username`.
+    pub password: String,
+    /// Keep-alive interval, seconds. Default 30: a dead link is noticed within a minute.
+    pub keep_alive_s: u64,
+    /// First reconnect delay, seconds; it doubles after each failure. Default 1.
+    pub reconnect_min_s: f64,
+    /// Longest reconnect delay, seconds. Default 60. A random jitter of up to half the delay
+    /// keeps a fleet that lost its broker from reconnecting in lockstep.
+    pub reconnect_max_s: f64,
+    /// A summary not acknowledged by the server within this time is sent again, seconds.
+    /// Default 30.
+    pub ack_timeout_s: f64,
 }
 
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             url: "mqtt://127.0.0.1:1884".into(),
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+            username: String::new(),
+            password: String::new(),
+            keep_alive_s: 30,
+            reconnect_min_s: 1.0,
+            reconnect_max_s: 60.0,
+            ack_timeout_s: 30.0,
         }
     }
 }
@@ -119,12 +152,43 @@ impl Default for MqttConfig {
 pub struct OutboxConfig {
     /// The SQLite file. Default `drivetag-outbox.sqlite` in the working directory.
     pub path: PathBuf,
+    /// Most bytes of summaries kept while the server is unreachable. Beyond it the lowest-value,
+    /// oldest summaries are dropped first (trips, then days, then style and places, vehicle
+    /// info last) and counted. Default 8 MiB: about 100 000 trips, years of driving.
+    pub max_bytes: u64,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             path: "drivetag-outbox.sqlite".into(),
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where GPS and vehicle signals come from when the agent runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// `gpsd://host:port` for a running gpsd, a serial device such as `/dev/ttyUSB0` (set its
+    /// baud rate first, e.g. `stty -F /dev/ttyUSB0 9600 raw`), `-` for stdin, or a recorded
+    /// NMEA, GPX or gpsd file to replay. Default `gpsd://127.0.0.1:2947`.
+    pub gps: String,
+    /// A vehicle-signal CSV to merge by time (see `drivetag-agent summarize --help`). Empty:
+    /// none.
+    pub signals: PathBuf,
+    /// Replay speed for recorded files: `1` (as recorded), a factor such as `60`, or `max`.
+    /// Live sources ignore it. Default `1`.
+    pub replay_speed: String,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            gps: "gpsd://127.0.0.1:2947".into(),
+            signals: PathBuf::new(),
+            replay_speed: "1".into(),
         }
     }
 }
@@ -633,6 +697,30 @@ impl AgentFileConfig {
             .pipeline
             .validate()
             .map_err(|reason| invalid(format!("pipeline: {reason}")))?;
+        config
+            .input
+            .replay_speed
+            .parse::<crate::sources::replay::Speed>()
+            .map_err(|reason| invalid(format!("input.replay_speed: {reason}")))?;
+        let mqtt = &config.mqtt;
+        if !(mqtt.url.starts_with("mqtt://") || mqtt.url.starts_with("mqtts://")) {
+            return Err(invalid(format!(
+                "mqtt.url {:?} must start with mqtt:// or mqtts://",
+                mqtt.url
+            )));
+        }
+        if mqtt.reconnect_min_s <= 0.0 || mqtt.reconnect_max_s < mqtt.reconnect_min_s {
+            return Err(invalid(
+                "mqtt.reconnect_min_s must be above 0 and at most mqtt.reconnect_max_s".into(),
+            ));
+        }
+        if mqtt.client_cert_file.as_os_str().is_empty()
+            != mqtt.client_key_file.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "mqtt.client_cert_file and mqtt.client_key_file go together".into(),
+            ));
+        }
         Ok(config)
     }
 

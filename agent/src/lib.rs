@@ -16,9 +16,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod outbox;
 pub mod pipeline;
 pub mod report;
+pub mod run;
 pub mod sample;
 pub mod sources;
 pub mod summarize;
 pub mod transforms;
+pub mod uplink;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drivetag_agent::config::{AgentFileConfig, PipelineConfig};
+use drivetag_agent::run::RunOptions;
 use drivetag_agent::sources::replay::Speed;
 use drivetag_agent::summarize::{Request, summarize};
 
@@ -61,6 +62,42 @@ enum Command {
         /// Show progress on stderr even when it is not a terminal.
         #[arg(long)]
         progress: bool,
+    },
+    /// Run on a head unit: read GPS, summarise, and deliver the summaries over MQTT.
+    ///
+    /// Every summary is committed to the SQLite outbox before it is sent and stays there until
+    /// the server acknowledges it, across power cuts and dead links. The server's configuration
+    /// (thresholds, stores, POIs, precision) arrives on the retained config topic and applies
+    /// without a restart. SIGTERM or Ctrl-C stop cleanly.
+    ///
+    /// Examples:
+    ///   drivetag-agent run --config /etc/drivetag/agent.toml
+    ///   drivetag-agent run --config agent.toml --gps drive.nmea --replay-speed 60
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// The TOML configuration file (see deploy/agent.example.toml); default: built-in
+        /// defaults.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// GPS input, overriding input.gps: gpsd://host:port, a serial device, `-`, or a
+        /// recorded file.
+        #[arg(long, value_name = "INPUT")]
+        gps: Option<String>,
+        /// Replay speed for a recorded file, overriding input.replay_speed: `1`, `60`, `max`.
+        #[arg(long, value_name = "SPEED")]
+        replay_speed: Option<String>,
+        /// Broker URL, overriding mqtt.url.
+        #[arg(long, value_name = "URL")]
+        mqtt_url: Option<String>,
+        /// Device id, overriding device_id.
+        #[arg(long, value_name = "ID")]
+        device_id: Option<String>,
+        /// Outbox file, overriding outbox.path.
+        #[arg(long, value_name = "FILE")]
+        outbox: Option<PathBuf>,
+        /// Exit once a recorded input has ended and the server has acknowledged everything.
+        #[arg(long)]
+        exit_when_done: bool,
     },
     /// Check a configuration file and print it with every default filled in.
     ///
@@ -119,6 +156,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print_or_broken_pipe(&text)
         }
+        Command::Run {
+            config,
+            gps,
+            replay_speed,
+            mqtt_url,
+            device_id,
+            outbox,
+            exit_when_done,
+        } => {
+            let mut loaded = match config {
+                Some(path) => AgentFileConfig::load(&path)?,
+                None => AgentFileConfig::default(),
+            };
+            if let Some(gps) = gps {
+                loaded.input.gps = gps;
+            }
+            if let Some(speed) = replay_speed {
+                loaded.input.replay_speed = speed;
+            }
+            if let Some(url) = mqtt_url {
+                loaded.mqtt.url = url;
+            }
+            if let Some(id) = device_id {
+                loaded.device_id = id;
+            }
+            if let Some(path) = outbox {
+                loaded.outbox.path = path;
+            }
+            loaded.device().context("device_id")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = stop_tx.send(true);
+                });
+                drivetag_agent::run::run(loaded, RunOptions { exit_when_done }, stop_rx).await
+            })
+        }
         Command::CheckConfig { config } => {
             let loaded = AgentFileConfig::load(&config)?;
             println!("{loaded:#?}");
@@ -134,5 +214,27 @@ fn print_or_broken_pipe(text: &str) -> anyhow::Result<()> {
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to stdout"),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
     }
 }

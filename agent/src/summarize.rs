@@ -2,20 +2,19 @@
 //! are opened and progress is shown.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::config::PipelineConfig;
 use crate::pipeline::{Output, Pipeline};
 use crate::report::Run;
-use crate::sample::{Fix, Sample, Signal};
-use crate::sources::detect::{Format, detect};
+use crate::sample::{Sample, Signal};
+use crate::sources::BadLine;
 use crate::sources::merge::{Input, Merge};
-use crate::sources::nmea::NmeaReader;
+use crate::sources::open::{GpsInput, OpenError, open};
 use crate::sources::replay::{Pacer, Speed};
 use crate::sources::signals::SignalReader;
-use crate::sources::{BadLine, gpsd::GpsdReader, gpx};
 
 /// What to summarise and how.
 #[derive(Debug, Clone)]
@@ -36,20 +35,15 @@ pub struct Request {
 #[derive(Debug, thiserror::Error)]
 pub enum SummarizeError {
     /// An input cannot be opened or read.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The signal CSV cannot be opened.
     #[error("{path}: {source}")]
-    Open {
+    SignalFile {
         /// The input.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
-    },
-    /// A GPX document is broken as a whole.
-    #[error("{path}: {source}")]
-    Gpx {
-        /// The input.
-        path: PathBuf,
-        /// Why.
-        source: gpx::GpxError,
     },
     /// The signal CSV is unusable as a whole.
     #[error("{path}: {source}")]
@@ -64,20 +58,6 @@ pub enum SummarizeError {
     Zone(#[from] crate::transforms::local_time::UnknownZone),
 }
 
-/// Counts bytes as they are read, for progress.
-struct Counting<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// Reads each input, runs the pipeline, and collects everything the report needs.
 pub fn summarize(request: &Request) -> Result<Run, SummarizeError> {
     let mut pipeline = Pipeline::new(request.config.clone())?;
@@ -87,7 +67,7 @@ pub fn summarize(request: &Request) -> Result<Run, SummarizeError> {
         .unwrap_or_else(|| std::io::stderr().is_terminal());
     let mut signals: Box<dyn Iterator<Item = Result<Signal, BadLine>>> = match &request.signals {
         Some(path) => {
-            let file = File::open(path).map_err(|source| SummarizeError::Open {
+            let file = File::open(path).map_err(|source| SummarizeError::SignalFile {
                 path: path.clone(),
                 source,
             })?;
@@ -110,32 +90,10 @@ pub fn summarize(request: &Request) -> Result<Run, SummarizeError> {
     let mut pacer = Pacer::new(request.speed);
     for path in &request.files {
         let name = path.display().to_string();
-        let (size, input) = open(path)?;
-        let mut input = BufReader::with_capacity(
-            64 * 1024,
-            Counting {
-                inner: input,
-                bytes: 0,
-            },
-        );
-        let head = input.fill_buf().map_err(|source| SummarizeError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let format = detect(&head[..head.len().min(4096)]);
+        let input = GpsInput::parse(&name);
+        let size = std::fs::metadata(path).ok().map(|m| m.len());
+        let (format, fixes) = open(&input)?;
         run.files.push((name.clone(), format));
-        let fixes: Box<dyn Iterator<Item = Result<Fix, BadLine>>> = match format {
-            Format::Nmea => Box::new(NmeaReader::new(input)),
-            Format::Gpsd => Box::new(GpsdReader::new(input)),
-            Format::Gpx => Box::new(
-                gpx::read(input)
-                    .map_err(|source| SummarizeError::Gpx {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .into_iter(),
-            ),
-        };
         // Signals merge into the stream of the file they overlap; leftovers go with the last.
         let merged = Merge::new(fixes, signals.by_ref());
         let mut last_progress = Instant::now();
@@ -205,16 +163,4 @@ fn collect(pipeline: &mut Pipeline, run: &mut Run) {
             Output::Stay(stay) => run.stays.push(stay),
         }
     }
-}
-
-fn open(path: &Path) -> Result<(Option<u64>, Box<dyn Read>), SummarizeError> {
-    if path == Path::new("-") {
-        return Ok((None, Box::new(std::io::stdin().lock())));
-    }
-    let file = File::open(path).map_err(|source| SummarizeError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    let size = file.metadata().ok().map(|m| m.len());
-    Ok((size, Box::new(file)))
 }

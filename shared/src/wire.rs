@@ -725,6 +725,9 @@ pub struct Health {
     pub dropped: u64,
     /// Summaries the server rejected since installation.
     pub rejected: u64,
+    /// Times since the agent started that its outbox file was found corrupt, moved aside and
+    /// replaced.
+    pub outbox_resets: u32,
     /// Bad input lines by reason since the agent started.
     pub bad_input: Vec<BadInputCount>,
 }

@@ -10,13 +10,14 @@
 //! * [`signals`]: the vehicle-signal CSV.
 //! * [`merge`]: joins GPS and signals into one stream ordered by time.
 //! * [`replay`]: paces a recorded stream at its own speed, N× faster, or not at all.
-//! * [`detect`]: tells the formats apart by their content.
+//! * [`detect`]: tells the formats apart by their content; [`open`] opens an input by name.
 
 pub mod detect;
 pub mod gpsd;
 pub mod gpx;
 pub mod merge;
 pub mod nmea;
+pub mod open;
 pub mod replay;
 pub mod signals;
 

@@ -1,0 +1,488 @@
+//! `drivetag-agent run`: source → pipeline → outbox → MQTT, as one long-running process.
+//!
+//! Three workers, joined by channels:
+//!
+//! * the **input** thread reads the GPS input (and the signal CSV), paces recorded files, and
+//!   sends samples on;
+//! * the **core** thread runs the pipeline, commits every summary to the outbox together with
+//!   the replay checkpoint, and applies configurations from the server;
+//! * the **uplink** task sends the outbox over MQTT and takes acknowledgements (see
+//!   [`crate::uplink`]).
+//!
+//! On SIGTERM or SIGINT the core finishes a live input's trip under way (the head unit is being
+//! switched off, so the trip has ended), commits it, and the uplink says offline and
+//! disconnects. A recorded file is not finished early: after a restart it is read again and
+//! continues where it stopped.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use drivetag_shared::DeviceId;
+use drivetag_shared::codec;
+use drivetag_shared::wire::{ConfigRejection, ConfigUpdate, Uplink, VehicleInfo};
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{AgentFileConfig, PipelineConfig};
+use crate::outbox::{Checkpoint, Opened, Outbox};
+use crate::pipeline::{Output, Pipeline};
+use crate::sample::{Millis, Sample, Signal};
+use crate::sources::BadLine;
+use crate::sources::merge::{Input, Merge};
+use crate::sources::open::{GpsInput, open};
+use crate::sources::replay::{Pacer, Speed};
+use crate::sources::signals::SignalReader;
+use crate::uplink::{self, Shared, UplinkSettings};
+
+/// What the input thread sends to the core.
+#[derive(Debug)]
+enum Event {
+    Sample(Sample),
+    BadGps(BadLine),
+    BadSignal(BadLine),
+    /// A recorded input has ended.
+    End,
+}
+
+/// How the run ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Stop once a recorded input has ended and the server has acknowledged everything.
+    pub exit_when_done: bool,
+}
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Runs the agent until `shutdown` turns true (or, with `exit_when_done`, until a recorded
+/// input is delivered).
+pub async fn run(
+    config: AgentFileConfig,
+    options: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let device = config.device().context("device_id")?;
+    let shared = Arc::new(Shared::default());
+    let (outbox, opened) = Outbox::open(&config.outbox.path, config.outbox.max_bytes)?;
+    match &opened {
+        Opened::Recovered { moved_to, reason } => {
+            error!(path = %config.outbox.path.display(), moved_to = %moved_to.display(), %reason,
+                "The outbox was corrupt; it was moved aside and a new one started.");
+            shared.outbox_resets.fetch_add(1, Ordering::Relaxed);
+        }
+        Opened::Created => info!(path = %config.outbox.path.display(), "Created the outbox."),
+        Opened::Existing => {
+            let stats = outbox.stats()?;
+            info!(
+                waiting = stats.len,
+                next_seq = stats.next_seq,
+                "Opened the outbox."
+            );
+        }
+    }
+
+    let input = GpsInput::parse(&config.input.gps);
+    let replay = input.replay_identity();
+    let speed: Speed = config
+        .input
+        .replay_speed
+        .parse()
+        .map_err(|reason: String| anyhow::anyhow!("input.replay_speed: {reason}"))?;
+    let checkpoint = match (&replay, outbox.checkpoint()?) {
+        (Some(identity), Some(checkpoint)) if &checkpoint.source == identity => Some(checkpoint),
+        _ => None,
+    };
+    if let Some(checkpoint) = &checkpoint {
+        info!(
+            outputs = checkpoint.outputs,
+            "Resuming a recorded input after a restart."
+        );
+    }
+
+    let (samples_tx, samples_rx) = sync_channel(4096);
+    let input_done = Arc::new(AtomicBool::new(false));
+    let fast_until = checkpoint.as_ref().map(|c| c.last_sample_ms);
+    spawn_input(
+        input.clone(),
+        config.input.signals.clone(),
+        speed,
+        fast_until,
+        samples_tx,
+    )?;
+
+    let (configs_tx, configs_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let core = Core {
+        device: device.clone(),
+        file: config.clone(),
+        outbox,
+        shared: shared.clone(),
+        replay,
+        outputs: 0,
+        skip: checkpoint.map_or(0, |c| c.outputs),
+        last_sample_ms: 0,
+        live: matches!(input, GpsInput::Gpsd(_)) || input.replay_identity().is_none(),
+        stop: stop.clone(),
+        input_done: input_done.clone(),
+    };
+    let core_thread = std::thread::Builder::new()
+        .name("core".into())
+        .spawn(move || core.run(samples_rx, configs_rx))
+        .context("starting the core thread")?;
+
+    let settings = UplinkSettings {
+        device: device.clone(),
+        mqtt: config.mqtt.clone(),
+        max_in_flight: config.pipeline.upload.max_in_flight,
+        status_interval: Duration::from_secs(u64::from(
+            config.pipeline.upload.status_interval_s.max(1),
+        )),
+        outbox_path: config.outbox.path.clone(),
+        outbox_max_bytes: config.outbox.max_bytes,
+    };
+    let (uplink_stop_tx, uplink_stop_rx) = watch::channel(false);
+    let uplink = tokio::spawn(
+        uplink::run(settings, shared.clone(), configs_tx, uplink_stop_rx)
+            .instrument(info_span!("uplink", device = %device)),
+    );
+
+    let mut done_check = tokio::time::interval(Duration::from_millis(250));
+    let (watch_outbox, _) = Outbox::open(&config.outbox.path, config.outbox.max_bytes)?;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                info!("Shutting down.");
+                break;
+            }
+            _ = done_check.tick() => {
+                if core_thread.is_finished() && !input_done.load(Ordering::Relaxed) {
+                    // The core stopped on its own: an error it already logged.
+                    break;
+                }
+                if options.exit_when_done && input_done.load(Ordering::Relaxed)
+                    && watch_outbox.stats().map(|s| s.len == 0).unwrap_or(false)
+                {
+                    info!("The input has ended and the server has everything.");
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let core_result = tokio::task::spawn_blocking(move || core_thread.join())
+        .await
+        .context("joining the core thread")?;
+    // Let the uplink send what the core committed on its way out.
+    shared.outbox_changed.notify_one();
+    let _ = uplink_stop_tx.send(true);
+    match uplink.await {
+        Ok(Err(error)) => warn!(%error, "The uplink stopped with an error."),
+        Err(error) => warn!(%error, "The uplink task failed."),
+        Ok(Ok(())) => {}
+    }
+    match core_result {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("the core thread panicked"),
+    }
+}
+
+/// Starts the input thread. A live gpsd is reconnected when it goes away; a recorded input
+/// ends with [`Event::End`].
+fn spawn_input(
+    input: GpsInput,
+    signals: PathBuf,
+    speed: Speed,
+    fast_until: Option<Millis>,
+    tx: SyncSender<Event>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match read_input(&input, &signals, speed, fast_until, &tx) {
+                    Ok(Flow::Stopped) => return,
+                    Ok(Flow::Ended) if !matches!(input, GpsInput::Gpsd(_)) => {
+                        let _ = tx.send(Event::End);
+                        return;
+                    }
+                    Ok(Flow::Ended) => {
+                        warn!(input = %input.name(), "The GPS input ended; reconnecting.");
+                        backoff = Duration::from_secs(1);
+                    }
+                    Err(error) => {
+                        warn!(%error, retry_in_s = backoff.as_secs(), "Cannot read the GPS input.");
+                        if !matches!(input, GpsInput::Gpsd(_)) {
+                            let _ = tx.send(Event::End);
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        })
+        .context("starting the input thread")?;
+    Ok(())
+}
+
+enum Flow {
+    /// The input ended.
+    Ended,
+    /// The core hung up.
+    Stopped,
+}
+
+fn read_input(
+    input: &GpsInput,
+    signals: &PathBuf,
+    speed: Speed,
+    fast_until: Option<Millis>,
+    tx: &SyncSender<Event>,
+) -> anyhow::Result<Flow> {
+    let (format, fixes) = open(input)?;
+    info!(input = %input.name(), format = format.as_str(), "Reading GPS.");
+    let signals: Box<dyn Iterator<Item = Result<Signal, BadLine>>> =
+        if signals.as_os_str().is_empty() {
+            Box::new(std::iter::empty())
+        } else {
+            let file =
+                std::fs::File::open(signals).with_context(|| signals.display().to_string())?;
+            Box::new(
+                SignalReader::new(std::io::BufReader::new(file))
+                    .with_context(|| signals.display().to_string())?,
+            )
+        };
+    let live = matches!(input, GpsInput::Gpsd(_));
+    let mut pacer = Pacer::new(if live { Speed::Max } else { speed });
+    let started = Instant::now();
+    for item in Merge::new(fixes, signals) {
+        let event = match item {
+            Input::Sample(sample) => {
+                // After a restart, what was already summarised goes through at full speed.
+                let catching_up = fast_until.is_some_and(|until| sample.t_ms() <= until);
+                if !catching_up {
+                    let wait = pacer.wait(sample.t_ms(), started.elapsed());
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait);
+                    }
+                }
+                Event::Sample(sample)
+            }
+            Input::BadGps(bad) => Event::BadGps(bad),
+            Input::BadSignal(bad) => Event::BadSignal(bad),
+        };
+        if tx.send(event).is_err() {
+            return Ok(Flow::Stopped);
+        }
+    }
+    Ok(Flow::Ended)
+}
+
+/// The core thread's state.
+struct Core {
+    device: DeviceId,
+    file: AgentFileConfig,
+    outbox: Outbox,
+    shared: Arc<Shared>,
+    replay: Option<String>,
+    /// Summaries the pipeline produced from this input so far.
+    outputs: u64,
+    /// Summaries to drop because an earlier run already stored them.
+    skip: u64,
+    last_sample_ms: Millis,
+    live: bool,
+    stop: Arc<AtomicBool>,
+    input_done: Arc<AtomicBool>,
+}
+
+const CONFIG_KEY: &str = "config";
+const VEHICLE_KEY: &str = "vehicle";
+
+impl Core {
+    fn run(
+        mut self,
+        samples: Receiver<Event>,
+        configs: Receiver<ConfigUpdate>,
+    ) -> anyhow::Result<()> {
+        let mut revision = 0;
+        let mut pipeline_config = self.file.pipeline.clone();
+        if let Some(update) = self
+            .outbox
+            .get(CONFIG_KEY)?
+            .and_then(|bytes| codec::decode::<ConfigUpdate>(&bytes).ok())
+        {
+            let config = PipelineConfig::from_wire(&update.config, &self.file.pipeline);
+            if config.validate().is_ok() {
+                info!(
+                    revision = update.revision,
+                    "Using the configuration the server sent last."
+                );
+                pipeline_config = config;
+                revision = update.revision;
+            }
+        }
+        self.shared
+            .config_revision
+            .store(revision, Ordering::Relaxed);
+        let mut pipeline = Pipeline::new(pipeline_config)?;
+        self.announce_vehicle()?;
+        let mut input_ended = false;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                if self.live && !input_ended {
+                    pipeline.finish();
+                    self.commit(&mut pipeline);
+                }
+                return Ok(());
+            }
+            for update in configs.try_iter() {
+                self.apply(update, &mut revision, &mut pipeline);
+            }
+            match samples.recv_timeout(Duration::from_millis(200)) {
+                Ok(Event::Sample(sample)) => {
+                    self.last_sample_ms = sample.t_ms();
+                    pipeline.push(sample);
+                    self.commit(&mut pipeline);
+                }
+                Ok(Event::BadGps(bad) | Event::BadSignal(bad)) => {
+                    tracing::debug!(line = bad.line, reason = %bad.reason, detail = %bad.detail, "Skipped input.");
+                    if let Ok(mut counts) = self.shared.bad_input.lock() {
+                        counts.record("input", bad);
+                    }
+                }
+                Ok(Event::End) => {
+                    pipeline.finish();
+                    self.commit(&mut pipeline);
+                    input_ended = true;
+                    self.input_done.store(true, Ordering::Relaxed);
+                    info!(summaries = self.outputs, "The recorded input has ended.");
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.live {
+                        pipeline.tick(now_ms());
+                        self.commit(&mut pipeline);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The input thread is gone (after End): wait for the stop.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Sends vehicle info when it differs from what was sent last.
+    fn announce_vehicle(&mut self) -> anyhow::Result<()> {
+        let vehicle = &self.file.vehicle;
+        let info = VehicleInfo {
+            vin: vehicle.vin.clone(),
+            make: vehicle.make.clone(),
+            model: vehicle.model.clone(),
+            model_year: vehicle.model_year,
+            energy: vehicle.energy.into(),
+            odometer_m: 0,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let fingerprint = postcard::to_allocvec(&info).unwrap_or_default();
+        if self.outbox.get(VEHICLE_KEY)?.as_deref() == Some(fingerprint.as_slice()) {
+            return Ok(());
+        }
+        self.outbox.append(
+            &self.device,
+            (now_ms() / 1000) as u64,
+            &[Uplink::Vehicle(info)],
+            None,
+        )?;
+        self.outbox.put(VEHICLE_KEY, &fingerprint)?;
+        self.shared.outbox_changed.notify_one();
+        Ok(())
+    }
+
+    /// Applies a configuration from the server, or reports why not.
+    fn apply(&mut self, update: ConfigUpdate, revision: &mut u32, pipeline: &mut Pipeline) {
+        if update.revision <= *revision {
+            return;
+        }
+        let config = PipelineConfig::from_wire(&update.config, &self.file.pipeline);
+        let result = config.validate().and_then(|()| {
+            pipeline
+                .reconfigure(config)
+                .map_err(|error| error.to_string())
+        });
+        match result {
+            Ok(()) => {
+                info!(revision = update.revision, "Applied a new configuration.");
+                *revision = update.revision;
+                self.shared
+                    .config_revision
+                    .store(update.revision, Ordering::Relaxed);
+                if let Err(error) = self.outbox.put(CONFIG_KEY, &codec::encode(&update)) {
+                    warn!(%error, "Cannot store the configuration; it holds until a restart.");
+                }
+                self.commit(pipeline);
+            }
+            Err(reason) => {
+                warn!(revision = update.revision, %reason, "Refused a configuration.");
+                if let Ok(mut rejected) = self.shared.config_rejected.lock() {
+                    *rejected = Some(ConfigRejection {
+                        revision: update.revision,
+                        reason,
+                    });
+                }
+            }
+        }
+        self.shared.status_now.notify_one();
+    }
+
+    /// Commits the pipeline's new summaries, with the checkpoint, in one transaction.
+    fn commit(&mut self, pipeline: &mut Pipeline) {
+        let size = pipeline.config().cell_size();
+        let mut bodies = Vec::new();
+        for output in pipeline.drain() {
+            let body = match output {
+                Output::Trip(trip) => Uplink::Trip(trip.to_wire(size)),
+                Output::Day(day) => Uplink::Day(day.to_wire()),
+                Output::Places(places) => Uplink::Places(places.to_wire(size)),
+                Output::Style(style) => Uplink::Style(style.to_wire()),
+                Output::Stay(_) => continue,
+            };
+            self.outputs += 1;
+            if self.outputs > self.skip {
+                bodies.push(body);
+            }
+        }
+        if bodies.is_empty() {
+            return;
+        }
+        let checkpoint = self.replay.as_ref().map(|source| Checkpoint {
+            source: source.clone(),
+            outputs: self.outputs,
+            last_sample_ms: self.last_sample_ms,
+        });
+        match self.outbox.append(
+            &self.device,
+            (now_ms() / 1000) as u64,
+            &bodies,
+            checkpoint.as_ref(),
+        ) {
+            Ok(seqs) => {
+                tracing::debug!(
+                    first = seqs.first(),
+                    count = seqs.len(),
+                    "Committed summaries."
+                );
+                self.shared.outbox_changed.notify_one();
+            }
+            Err(error) => error!(%error, "Summaries could not be stored."),
+        }
+    }
+}
