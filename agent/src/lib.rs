@@ -15,6 +15,7 @@
 //! * [`report`] prints what the pipeline found for `drivetag-agent summarize`.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod outbox;
 pub mod pipeline;

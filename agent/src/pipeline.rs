@@ -112,14 +112,13 @@ impl Pipeline {
     /// Applies a new configuration without losing the trip, stay or day under way: thresholds
     /// take effect from the next trip and stay. Fails only for an unknown time zone.
     pub fn reconfigure(&mut self, config: PipelineConfig) -> Result<(), UnknownZone> {
-        self.clock = LocalClock::new(&config.time_zone)?;
-        let mut segments = std::mem::take(&mut self.segments);
-        self.segmenter
-            .end_piece(&mut |segment| segments.push(segment));
-        self.segments = segments;
-        self.handle_segments();
-        self.segmenter = Segmenter::new(&config.trips);
-        self.stays = StayDetector::new(&config.places);
+        if config.time_zone != self.config.time_zone {
+            self.clock = LocalClock::new(&config.time_zone)?;
+        }
+        // New thresholds apply in place: the run under way is judged by them from now on, and
+        // no trip is cut in two by a configuration arriving in the middle of it.
+        self.segmenter.set_rules(&config.trips);
+        self.stays.set_rules(&config.places);
         self.config = config;
         Ok(())
     }

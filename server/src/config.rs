@@ -19,6 +19,44 @@ pub struct ServerConfig {
     pub mqtt: MqttConfig,
     /// Where summaries, the registry and labels are stored.
     pub database: DatabaseConfig,
+    /// How envelopes are stored.
+    pub ingest: IngestConfig,
+    /// What every agent is told.
+    pub agents: AgentsConfig,
+}
+
+/// How envelopes are stored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most envelopes stored in one transaction. Default 500: large enough that the commit's
+    /// fsync is shared by many, small enough that acknowledgements come within milliseconds.
+    pub batch_max: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { batch_max: 500 }
+    }
+}
+
+/// What every agent is told, besides the dealer's stores and POIs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// IANA time zone for the agents' local hours and days. Default "UTC".
+    pub time_zone: String,
+    /// Edge of the cells in which places leave the car, metres. Default 1000.
+    pub cell_size_m: u32,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            time_zone: "UTC".into(),
+            cell_size_m: 1000,
+        }
+    }
 }
 
 /// The HTTP API.
@@ -48,6 +86,16 @@ pub struct MqttConfig {
     /// Where the embedded broker listens. Default `127.0.0.1:1884`, beside a system Mosquitto
     /// that usually holds 1883.
     pub embedded_listen: SocketAddr,
+    /// The server's MQTT client id. Empty (the default): `drivetag-server-` and a random
+    /// suffix, so several instances never take each other's session.
+    pub client_id: String,
+    /// User name for the broker. Empty: none.
+    pub username: String,
+    /// Password for `username`.
+    pub password: String,
+    /// Subscribe with `$share/drivetag/...` so several instances split the uplinks. Default
+    /// true.
+    pub shared_subscription: bool,
 }
 
 impl Default for MqttConfig {
@@ -55,6 +103,10 @@ impl Default for MqttConfig {
         MqttConfig {
             url: String::new(),
             embedded_listen: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            client_id: String::new(),
+            username: String::new(),
+            password: String::new(),
+            shared_subscription: true,
         }
     }
 }

@@ -4,4 +4,13 @@
 //! data, labels customers and picks aftermarket strategies.
 #![warn(missing_docs)]
 
+pub mod agents;
+pub mod broker;
+pub mod cli;
 pub mod config;
+pub mod http;
+pub mod import;
+pub mod ingest;
+pub mod metrics;
+pub mod serve;
+pub mod store;

@@ -88,6 +88,15 @@ pub fn encode<F: Frame>(frame: &F) -> Vec<u8> {
 pub fn decode<F: Frame>(bytes: &[u8]) -> Result<F, DecodeError> {
     let (minor, body) = split_version::<F>(bytes)?;
     let (frame, rest) = postcard::take_from_bytes::<F>(body).map_err(postcard_error::<F>)?;
+    // postcard also accepts over-long varints (0 as `80 00`), which no encoder writes: refuse
+    // them, or the same message would have two encodings.
+    let message = &body[..body.len() - rest.len()];
+    if !postcard::to_io(&frame, SameBytes(message)).is_ok_and(|left| left.0.is_empty()) {
+        return Err(DecodeError::Malformed {
+            frame: F::NAME,
+            reason: "not in canonical form (an over-long integer)".to_owned(),
+        });
+    }
     // A newer minor may append bytes we do not know; from our own or an older minor they are
     // corruption.
     let newer_minor = minor > MINOR;
@@ -128,6 +137,26 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, DecodeError> {
         postcard::take_from_bytes::<Header>(body).map_err(|error| classify(NAME, error))?;
     header.major = major;
     Ok(header)
+}
+
+/// A writer that accepts exactly the bytes it was made with, in order: re-encoding a decoded
+/// message into it checks the message was canonical without allocating.
+struct SameBytes<'a>(&'a [u8]);
+
+impl std::io::Write for SameBytes<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.0.strip_prefix(bytes) {
+            Some(rest) => {
+                self.0 = rest;
+                Ok(bytes.len())
+            }
+            None => Err(std::io::ErrorKind::InvalidData.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn split_version<F: Frame>(bytes: &[u8]) -> Result<(u8, &[u8]), DecodeError> {

@@ -101,3 +101,26 @@ pub fn unique(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// A PostgreSQL store in a fresh schema of its own, or `None` when service tests are skipped.
+pub async fn postgres_store(test: &str) -> Option<drivetag_server::store::Store> {
+    let url = require_postgres(test)?;
+    let schema = unique("t").replace('-', "_");
+    let backend = drivetag_server::store::postgres::Postgres::connect(&url, Some(&schema))
+        .unwrap_or_else(|error| panic!("{test}: PostgreSQL at {url}: {error}"));
+    Some(
+        drivetag_server::store::Store::new(std::sync::Arc::new(backend))
+            .await
+            .unwrap_or_else(|error| panic!("{test}: PostgreSQL at {url}: {error}")),
+    )
+}
+
+/// A SQLite store in a temporary directory that lives as long as the returned guard.
+pub async fn sqlite_store() -> (drivetag_server::store::Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("drivetag.sqlite").display());
+    let store = drivetag_server::store::Store::open(&url)
+        .await
+        .expect("a SQLite store");
+    (store, dir)
+}

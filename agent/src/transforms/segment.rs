@@ -55,6 +55,14 @@ impl Segmenter {
         }
     }
 
+    /// Takes new thresholds without forgetting the run under way.
+    pub fn set_rules(&mut self, rules: &TripRules) {
+        let fresh = Segmenter::new(rules);
+        self.radius_m = fresh.radius_m;
+        self.dwell_ms = fresh.dwell_ms;
+        self.max_gap_ms = fresh.max_gap_ms;
+    }
+
     /// Whether a trip is under way.
     pub fn trip_open(&self) -> bool {
         self.trip_open

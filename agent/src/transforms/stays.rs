@@ -69,6 +69,15 @@ impl StayDetector {
         }
     }
 
+    /// Takes new thresholds without forgetting the stay under way.
+    pub fn set_rules(&mut self, rules: &PlaceRules) {
+        let fresh = StayDetector::new(rules);
+        self.radius_m = fresh.radius_m;
+        self.min_ms = fresh.min_ms;
+        self.max_gap_ms = fresh.max_gap_ms;
+        self.bridge_gaps = fresh.bridge_gaps;
+    }
+
     /// Feeds one cleaned fix; returns a stay that has just ended.
     pub fn push(&mut self, fix: Fix) -> Option<Stay> {
         let (Some(anchor), Some(last)) = (self.anchor, self.last) else {

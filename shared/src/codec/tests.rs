@@ -215,6 +215,32 @@ fn an_invalid_device_or_cell_is_malformed() {
     ));
 }
 
+/// Found by `fuzz/fuzz_targets/envelope_decode.rs`: postcard reads `97 00` as 23, which encodes
+/// as `17`, so one message had two encodings and did not re-encode to the bytes it came from.
+#[test]
+fn over_long_integers_are_malformed_so_a_frame_has_one_encoding() {
+    let envelope = envelope(Uplink::Trip(typical_trip()));
+    let canonical = encode(&envelope);
+    // seq 48 213 is the varint `d5 f8 02` after the 2 version and 12 device bytes.
+    assert_eq!(canonical[14..17], [0xd5, 0xf8, 0x02]);
+    let mut over_long = canonical.clone();
+    over_long.splice(14..17, [0xd5, 0xf8, 0x82, 0x00]);
+    assert!(matches!(
+        decode::<Envelope>(&over_long),
+        Err(DecodeError::Malformed {
+            frame: "envelope",
+            ..
+        })
+    ));
+    // A newer minor may append bytes, but not re-spell the ones this build knows.
+    over_long[1] = MINOR + 1;
+    assert!(matches!(
+        decode::<Envelope>(&over_long),
+        Err(DecodeError::Malformed { .. })
+    ));
+    assert_eq!(decode::<Envelope>(&canonical), Ok(envelope));
+}
+
 #[test]
 fn empty_and_one_byte_inputs_are_truncated() {
     assert_eq!(

@@ -1,0 +1,87 @@
+//! The embedded MQTT broker (rumqttd), so a first run needs nothing installed.
+//!
+//! It listens for MQTT 3.1.1 clients on one address (default `127.0.0.1:1884`, leaving 1883 to
+//! a system Mosquitto) and supports what drivetag uses: QoS 1, retained messages, last wills,
+//! persistent sessions and shared subscriptions. For production, point the server and the
+//! agents at Mosquitto or EMQX instead (see `deploy/`).
+
+use std::net::{SocketAddr, TcpListener};
+
+/// Why the broker cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The address is taken.
+    #[error(
+        "the embedded MQTT broker cannot listen on {address}: {source}. Another broker (or a \
+         second drivetag-server) is using it: stop it, choose another port with \
+         mqtt.embedded_listen, or use that broker with mqtt.url = \"mqtt://{address}\""
+    )]
+    InUse {
+        /// The address.
+        address: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// rumqttd refused the configuration.
+    #[error("the embedded MQTT broker: {0}")]
+    Config(String),
+}
+
+/// A running embedded broker. It lives as long as the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Broker {
+    /// Where it listens.
+    pub address: SocketAddr,
+}
+
+/// A free TCP port on 127.0.0.1, for tests that need the broker's address before it starts.
+pub fn free_local_address() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Starts the broker on `address` in a thread of its own.
+pub fn start(address: SocketAddr) -> Result<Broker, BrokerError> {
+    // rumqttd reports a taken port only inside its thread; find out first, clearly.
+    drop(TcpListener::bind(address).map_err(|source| BrokerError::InUse { address, source })?);
+    let text = format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 100010
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "{address}"
+next_connection_delay_ms = 0
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 262144
+max_inflight_count = 1000
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config =
+        toml::from_str(&text).map_err(|error| BrokerError::Config(error.to_string()))?;
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(error) = broker.start() {
+                tracing::error!(%error, "The embedded MQTT broker stopped.");
+            }
+        })
+        .map_err(|error| BrokerError::Config(error.to_string()))?;
+    // Wait until it accepts connections, so clients do not race its start.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return Ok(Broker { address });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(BrokerError::Config(format!(
+        "the embedded broker did not start listening on {address}"
+    )))
+}

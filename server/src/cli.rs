@@ -1,0 +1,226 @@
+//! The `drivetag-server` command line. `main.rs` only calls [`main`], so tests can build the
+//! same program.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::agents::{AgentConfigs, AgentDefaults};
+use crate::config::ServerConfig;
+use crate::import;
+use crate::store::Store;
+
+/// drivetag's dealership backend: ingests vehicle summaries over MQTT, labels customers and
+/// picks the matching aftermarket strategy for each.
+///
+/// With no configuration it needs nothing installed: an embedded MQTT broker on
+/// 127.0.0.1:1884 and a SQLite file, drivetag.sqlite, in the working directory.
+#[derive(Debug, Parser)]
+#[command(name = "drivetag-server", version, about, long_about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `drivetag_server=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "DRIVETAG_LOG",
+        default_value = "info,rumqttd=warn"
+    )]
+    log: String,
+    /// The TOML configuration file (see deploy/server.example.toml); default: built-in defaults.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL, overriding database.url: sqlite://PATH or postgres://user@host/db.
+    #[arg(long, global = true, env = "DRIVETAG_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: MQTT ingest, storage and the HTTP API, until Ctrl-C or SIGTERM.
+    ///
+    /// Examples:
+    ///   drivetag-server serve
+    ///   drivetag-server serve --config /etc/drivetag/server.toml
+    ///   drivetag-server serve --mqtt-url mqtt://127.0.0.1:1883 --database postgres://drivetag@db/drivetag
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// Broker URL, overriding mqtt.url (empty: the embedded broker).
+        #[arg(long, value_name = "URL")]
+        mqtt_url: Option<String>,
+        /// HTTP address, overriding http.listen.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Embedded broker address, overriding mqtt.embedded_listen.
+        #[arg(long, value_name = "ADDR")]
+        embedded_mqtt: Option<std::net::SocketAddr>,
+    },
+    /// Import a CSV export of the dealer management system into the registry.
+    ///
+    /// Bad rows are reported with their line numbers and skipped; every good row is imported.
+    /// Import in this order, since rows refer to earlier kinds: stores, pois, fleets,
+    /// customers, vehicles, service_visits, campaign_responses.
+    ///
+    /// Columns (a header row is required; `?` marks a column that may be empty or absent):
+    ///   stores              id, name, city, lat, lon, radius_m?
+    ///   pois                id, name, kind, lat, lon, radius_m?
+    ///                       (kind: competitor_dealer, independent_repair, premium, charging, other)
+    ///   fleets              id, name
+    ///   customers           id, name, phone?, email?, wechat?, opt_in?, birthday_month?,
+    ///                       home_store_id?, fleet_id?, referrals?
+    ///                       (opt_in: channels joined by ';' from push, sms, wechat, email, phone, mail)
+    ///   vehicles            vin, device_id?, make, model, model_year, energy (ice, hev, phev, ev),
+    ///                       price_class (economy, mid, premium, luxury), customer_id?, fleet_id?,
+    ///                       store_id?, purchase_date?, warranty_end?, service_interval_km?,
+    ///                       service_interval_months?
+    ///   service_visits      vin, store_id, date (YYYY-MM-DD), spend, kind, odometer_km?
+    ///                       (kind: maintenance, repair, tyres, brakes, insurance, warranty,
+    ///                       accessories, detailing, other)
+    ///   campaign_responses  customer_id, campaign, channel, sent_date, responded (yes/no)
+    ///
+    /// Exit status 2 when some rows were skipped.
+    ///
+    /// Example:
+    ///   drivetag-server import stores stores.csv
+    #[command(verbatim_doc_comment)]
+    Import {
+        /// stores, pois, fleets, customers, vehicles, service_visits or campaign_responses.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(import::KINDS))]
+        kind: String,
+        /// The CSV file, with a header row.
+        file: PathBuf,
+    },
+    /// Check a configuration file and print it with every default filled in.
+    CheckConfig,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("drivetag-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<ServerConfig> {
+    let mut config = match &cli.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(url) = &cli.database {
+        config.database.url = url.clone();
+    }
+    Ok(config)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = load(&cli)?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            mqtt_url,
+            http,
+            embedded_mqtt,
+        } => {
+            if let Some(url) = mqtt_url {
+                config.mqtt.url = url;
+            }
+            if let Some(http) = http {
+                config.http.listen = http;
+            }
+            if let Some(address) = embedded_mqtt {
+                config.mqtt.embedded_listen = address;
+            }
+            runtime()?.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let (running, server) = crate::serve::start(&config, stop_rx).await?;
+                // One line a script can read: where to connect.
+                println!(
+                    "drivetag-server listening: http://{} mqtt://{}:{}",
+                    running.http, running.mqtt.0, running.mqtt.1
+                );
+                shutdown_signal().await;
+                tracing::info!("Shutting down.");
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Import { kind, file } => runtime()?.block_on(async move {
+            let store = Store::open(&config.database.url)
+                .await
+                .with_context(|| format!("database {}", config.database.url))?;
+            let ids = store.registry_ids().await?;
+            let reader = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
+            let parsed = import::parse(&kind, std::io::BufReader::new(reader), &ids)
+                .with_context(|| file.display().to_string())?;
+            for bad in &parsed.bad {
+                eprintln!("{}:{}: {}", file.display(), bad.line, bad.reason);
+            }
+            let imported = store.import(&parsed.rows).await?;
+            println!(
+                "{kind}: {imported} rows imported, {} rows skipped",
+                parsed.bad.len()
+            );
+            if matches!(kind.as_str(), "stores" | "pois") {
+                let defaults = AgentDefaults {
+                    time_zone: config.agents.time_zone.clone(),
+                    cell_size_m: config.agents.cell_size_m,
+                };
+                let configs = AgentConfigs::load(&store, &defaults).await?;
+                println!(
+                    "agent configuration revision {}: running servers send it to the agents",
+                    configs.revision()
+                );
+            }
+            Ok(if parsed.bad.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,143 @@
+//! `drivetag-server serve`: broker (embedded or external), store, ingest and HTTP, until
+//! Ctrl-C or SIGTERM.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rumqttc::MqttOptions;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::agents::{AgentConfigs, AgentDefaults};
+use crate::broker;
+use crate::config::ServerConfig;
+use crate::http::{AppState, router};
+use crate::ingest::{self, IngestSettings};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What a running server listens on.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The HTTP API.
+    pub http: SocketAddr,
+    /// The broker agents should use.
+    pub mqtt: (String, u16),
+    /// The store.
+    pub store: Store,
+    /// Configurations for agents.
+    pub configs: Arc<AgentConfigs>,
+}
+
+/// Host and port from `mqtt://host:port`.
+pub fn parse_mqtt_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .with_context(|| format!("mqtt.url {url:?} must start with mqtt://"))?
+        .trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Ok((
+            host.to_owned(),
+            port.parse()
+                .with_context(|| format!("mqtt.url {url:?}: bad port"))?,
+        )),
+        None => Ok((rest.to_owned(), 1883)),
+    }
+}
+
+/// Starts everything and returns once it is listening; it runs until `shutdown` turns true.
+pub async fn start(
+    config: &ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
+    let store = Store::open(&config.database.url)
+        .await
+        .with_context(|| format!("database {}", config.database.url))?;
+    info!(database = %config.database.url, "Store ready.");
+    let (host, port) = if config.mqtt.url.is_empty() {
+        let broker = broker::start(config.mqtt.embedded_listen)?;
+        info!(listen = %broker.address, "Embedded MQTT broker started.");
+        (broker.address.ip().to_string(), broker.address.port())
+    } else {
+        parse_mqtt_url(&config.mqtt.url)?
+    };
+    let metrics = Arc::new(Metrics::default());
+    let defaults = AgentDefaults {
+        time_zone: config.agents.time_zone.clone(),
+        cell_size_m: config.agents.cell_size_m,
+    };
+    let configs = Arc::new(AgentConfigs::load(&store, &defaults).await?);
+    let client_id = if config.mqtt.client_id.is_empty() {
+        format!(
+            "drivetag-server-{:08x}",
+            RandomState::new().hash_one(std::process::id()) as u32
+        )
+    } else {
+        config.mqtt.client_id.clone()
+    };
+    let mut options = MqttOptions::new(client_id, host.clone(), port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_inflight(1000);
+    if !config.mqtt.username.is_empty() {
+        options.set_credentials(config.mqtt.username.clone(), config.mqtt.password.clone());
+    }
+    let settings = IngestSettings {
+        options,
+        shared_subscription: config.mqtt.shared_subscription,
+        batch_max: config.ingest.batch_max.max(1),
+    };
+    let ingest_task = tokio::spawn({
+        let (store, metrics, configs, shutdown) = (
+            store.clone(),
+            metrics.clone(),
+            configs.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            if let Err(error) = ingest::run(settings, store, metrics, configs, shutdown).await {
+                warn!(%error, "Ingest stopped.");
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "the HTTP API cannot listen on {}: choose another http.listen",
+                config.http.listen
+            )
+        })?;
+    let http = listener.local_addr()?;
+    info!(listen = %http, "HTTP API ready.");
+    let app = router(AppState {
+        store: store.clone(),
+        metrics,
+    });
+    let mut http_shutdown = shutdown;
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            })
+            .await;
+        if let Err(error) = result {
+            warn!(%error, "The HTTP server stopped.");
+        }
+        let _ = ingest_task.await;
+    });
+    Ok((
+        Running {
+            http,
+            mqtt: (host, port),
+            store,
+            configs,
+        },
+        server,
+    ))
+}

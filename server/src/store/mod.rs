@@ -1,0 +1,399 @@
+//! Storage: one domain interface, [`Store`], over two SQL back-ends, SQLite (the default, one
+//! file) and PostgreSQL (several server instances).
+//!
+//! The domain code — which rows an envelope becomes, how a registry import upserts — is
+//! written once here against the small [`Backend`] trait, which only runs statements in a
+//! transaction and queries. The SQL uses `$1`-style parameters and the subset both databases
+//! share (`ON CONFLICT`, window functions); the schema in `migrations/` is one template with
+//! typed placeholders. `conformance` holds the checks both back-ends must pass.
+//!
+//! **Architecture Invariant:** every write is idempotent: an envelope is keyed by
+//! `(device_id, seq)`, a later summary of a period replaces an earlier one, an older one never
+//! replaces a newer one, whatever order they arrive in.
+
+pub mod conformance;
+mod ingest;
+pub mod postgres;
+pub mod registry;
+pub mod sqlite;
+pub mod value;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use drivetag_shared::wire::Envelope;
+
+pub use registry::{
+    CampaignResponse, Customer, Fleet, Import, Poi, PriceClass, RegistryIds, ServiceVisit,
+    StoreRow, Vehicle, VisitKind,
+};
+pub use value::Value;
+
+/// The SQL dialect of a back-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// One SQL statement with its parameters (`$1`, `$2`... in the text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL.
+    pub sql: &'static str,
+    /// The parameters, in order.
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    /// A statement.
+    pub fn new(sql: &'static str, params: Vec<Value>) -> Self {
+        Statement { sql, params }
+    }
+}
+
+/// A row of query results.
+pub type Row = Vec<Value>;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("sqlite {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// PostgreSQL refused.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// A database URL is not one we know.
+    #[error("database url {0:?} is neither sqlite://PATH nor postgres://...")]
+    Url(String),
+    /// A blocking task died.
+    #[error("store worker failed: {0}")]
+    Worker(String),
+    /// A stored value is not what the schema promises.
+    #[error("stored data is inconsistent: {0}")]
+    Data(String),
+}
+
+/// What a back-end does: run statements in one transaction, and query.
+#[async_trait]
+pub trait Backend: Send + Sync + Debug {
+    /// Its dialect.
+    fn dialect(&self) -> Dialect;
+    /// Runs `statements` in one transaction; returns the rows each changed.
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
+    /// Runs a query.
+    async fn query(&self, sql: &'static str, params: Vec<Value>) -> Result<Vec<Row>, StoreError>;
+    /// Applies the migrations it has not applied yet, in order, each in a transaction, with
+    /// concurrent servers kept from applying the same one twice.
+    async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
+}
+
+/// One envelope as received, decoded and ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// Its bytes as they arrived.
+    pub payload: Vec<u8>,
+    /// When the server received it, UTC seconds.
+    pub received_s: u64,
+}
+
+/// What storing one envelope did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: stored now.
+    Stored,
+    /// Already stored (a resend).
+    Duplicate,
+}
+
+/// A payload that cannot be stored, kept with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// When it arrived, UTC seconds.
+    pub received_s: u64,
+    /// Its topic.
+    pub topic: String,
+    /// The device, when the topic or header says.
+    pub device_id: Option<String>,
+    /// The sequence number, when the header says.
+    pub seq: Option<u64>,
+    /// A stable code: `topic`, `truncated`, `unknown_version`, `malformed`,
+    /// `device_mismatch`, `kind_mismatch`, `trailing_bytes`.
+    pub reason: String,
+    /// What exactly was wrong.
+    pub detail: String,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The latest status an agent reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRecord {
+    /// The device.
+    pub device_id: String,
+    /// Online or offline.
+    pub online: bool,
+    /// When the agent made the report, UTC seconds.
+    pub created_s: u64,
+    /// When the server received it, UTC seconds.
+    pub received_s: u64,
+    /// The health, as JSON.
+    pub health: String,
+}
+
+/// Counts for health checks and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Envelopes stored.
+    pub envelopes: u64,
+    /// Dead letters kept.
+    pub dead_letters: u64,
+    /// Trips.
+    pub trips: u64,
+    /// Days.
+    pub days: u64,
+    /// Vehicles in the registry.
+    pub vehicles: u64,
+    /// Customers in the registry.
+    pub customers: u64,
+}
+
+/// The store: domain operations over a back-end.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+/// The schema's versions, in order.
+const MIGRATIONS: [(i64, &str, &str); 1] = [(1, "init", include_str!("migrations/0001_init.sql"))];
+
+fn render(template: &str, dialect: Dialect) -> String {
+    let pairs: [(&str, &str); 5] = match dialect {
+        Dialect::Sqlite => [
+            ("{id}", "INTEGER PRIMARY KEY"),
+            ("{int}", "INTEGER"),
+            ("{real}", "REAL"),
+            ("{bool}", "INTEGER"),
+            ("{bytes}", "BLOB"),
+        ],
+        Dialect::Postgres => [
+            ("{id}", "BIGSERIAL PRIMARY KEY"),
+            ("{int}", "BIGINT"),
+            ("{real}", "DOUBLE PRECISION"),
+            ("{bool}", "BOOLEAN"),
+            ("{bytes}", "BYTEA"),
+        ],
+    };
+    pairs
+        .iter()
+        .fold(template.to_owned(), |sql, (from, to)| sql.replace(from, to))
+}
+
+impl Store {
+    /// A store over `backend`, migrated to the current schema.
+    pub async fn new(backend: Arc<dyn Backend>) -> Result<Store, StoreError> {
+        let dialect = backend.dialect();
+        let migrations: Vec<(i64, &'static str, String)> = MIGRATIONS
+            .iter()
+            .map(|(version, name, template)| (*version, *name, render(template, dialect)))
+            .collect();
+        backend.migrate(&migrations).await?;
+        Ok(Store { backend })
+    }
+
+    /// Opens the store a URL names: `sqlite://PATH` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> = if let Some(path) = url.strip_prefix("sqlite://") {
+            Arc::new(sqlite::Sqlite::open(path)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::Postgres::connect(url, None)?)
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        Store::new(backend).await
+    }
+
+    /// The back-end's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.backend.dialect()
+    }
+
+    /// Runs a query; for the service layer, never for HTTP handlers.
+    pub(crate) async fn query(
+        &self,
+        sql: &'static str,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.backend.query(sql, params).await
+    }
+
+    /// Runs statements in one transaction; for the service layer.
+    pub(crate) async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        self.backend.execute(statements).await
+    }
+
+    /// Stores a batch of envelopes in one transaction; duplicates are recognised, not stored
+    /// twice. Returns one outcome per envelope, in order.
+    pub async fn ingest(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
+        let mut statements = Vec::with_capacity(batch.len() * 2);
+        let mut envelope_rows = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            envelope_rows.push(statements.len());
+            ingest::statements(incoming, &mut statements);
+        }
+        let affected = self.backend.execute(statements).await?;
+        Ok(envelope_rows
+            .into_iter()
+            .map(|index| {
+                if affected.get(index).copied().unwrap_or(0) > 0 {
+                    Outcome::Stored
+                } else {
+                    Outcome::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    /// Keeps payloads that cannot be stored.
+    pub async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        let statements = letters
+            .iter()
+            .map(|letter| {
+                Statement::new(
+                    "INSERT INTO dead_letters (received_s, topic, device_id, seq, reason, detail, payload)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    vec![
+                        letter.received_s.into(),
+                        letter.topic.clone().into(),
+                        letter.device_id.clone().into(),
+                        letter.seq.into(),
+                        letter.reason.clone().into(),
+                        letter.detail.clone().into(),
+                        letter.payload.clone().into(),
+                    ],
+                )
+            })
+            .collect();
+        self.backend.execute(statements).await.map(|_| ())
+    }
+
+    /// Records an agent's status unless a newer one is already stored.
+    pub async fn record_status(&self, status: &StatusRecord) -> Result<(), StoreError> {
+        self.backend
+            .execute(vec![Statement::new(
+                "INSERT INTO device_status (device_id, online, created_s, received_s, health)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (device_id) DO UPDATE SET online = excluded.online,
+                     created_s = excluded.created_s, received_s = excluded.received_s,
+                     health = excluded.health
+                 WHERE excluded.created_s >= device_status.created_s",
+                vec![
+                    status.device_id.clone().into(),
+                    status.online.into(),
+                    status.created_s.into(),
+                    status.received_s.into(),
+                    status.health.clone().into(),
+                ],
+            )])
+            .await
+            .map(|_| ())
+    }
+
+    /// How many of each thing the store holds.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let rows = self
+            .backend
+            .query(
+                "SELECT (SELECT count(*) FROM envelopes), (SELECT count(*) FROM dead_letters),
+                        (SELECT count(*) FROM trips), (SELECT count(*) FROM days),
+                        (SELECT count(*) FROM vehicles), (SELECT count(*) FROM customers)",
+                vec![],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Data("no count row".into()))?;
+        let get = |i: usize| row.get(i).and_then(Value::int).unwrap_or(0) as u64;
+        Ok(Counts {
+            envelopes: get(0),
+            dead_letters: get(1),
+            trips: get(2),
+            days: get(3),
+            vehicles: get(4),
+            customers: get(5),
+        })
+    }
+
+    /// The sequence numbers stored for a device, ascending.
+    pub async fn sequence_numbers(&self, device_id: &str) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .backend
+            .query(
+                "SELECT seq FROM envelopes WHERE device_id = $1 ORDER BY seq",
+                vec![device_id.into()],
+            )
+            .await?
+            .iter()
+            .filter_map(|row| row.first().and_then(Value::int))
+            .map(|seq| seq as u64)
+            .collect())
+    }
+
+    /// The dead letters, oldest first, as (reason, device, seq).
+    pub async fn dead_letters(
+        &self,
+    ) -> Result<Vec<(String, Option<String>, Option<u64>)>, StoreError> {
+        Ok(self
+            .backend
+            .query(
+                "SELECT reason, device_id, seq FROM dead_letters ORDER BY id",
+                vec![],
+            )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].text().map(str::to_owned),
+                    row[2].int().map(|s| s as u64),
+                )
+            })
+            .collect())
+    }
+
+    /// A stored setting of the server's own.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .backend
+            .query("SELECT value FROM meta WHERE key = $1", vec![key.into()])
+            .await?
+            .first()
+            .and_then(|row| row[0].text().map(str::to_owned)))
+    }
+
+    /// Stores a setting of the server's own.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.backend
+            .execute(vec![Statement::new(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                vec![key.into(), value.into()],
+            )])
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,144 @@
+//! The PostgreSQL back-end, for several server instances on one database.
+//!
+//! Statements of one transaction are sent pipelined: tokio-postgres writes them all before
+//! waiting for the answers, so a batch of envelopes costs a few round trips, not one each.
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::future::try_join_all;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::{Backend, Dialect, Row, Statement, StoreError, Value};
+
+/// The PostgreSQL back-end.
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool,
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+/// Keeps every server's migrations from running at once.
+const MIGRATION_LOCK: i64 = 0x6472_6976_6574_6167; // "drivetag"
+
+impl Postgres {
+    /// A pool for `url` (`postgres://user@host:port/db`). With `schema`, every connection works
+    /// in that schema (created if missing): tests get a fresh schema each.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Postgres, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error: tokio_postgres::Error| StoreError::Pool(error.to_string()))?;
+        if let Some(schema) = schema {
+            config.options(format!("-c search_path={schema}"));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .map_err(|error| StoreError::Pool(error.to_string()))?;
+        Ok(Postgres {
+            pool,
+            schema: schema.map(str::to_owned),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Pool(error.to_string()))
+    }
+}
+
+fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            prepared.push(tx.prepare_cached(statement.sql).await?);
+        }
+        let futures = statements
+            .iter()
+            .zip(&prepared)
+            .map(|(statement, prepared)| {
+                let tx = &tx;
+                async move { tx.execute(prepared, &params(&statement.params)).await }
+            });
+        let affected = try_join_all(futures).await?;
+        tx.commit().await?;
+        Ok(affected)
+    }
+
+    async fn query(&self, sql: &'static str, values: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        let rows = client.query(&statement, &params(&values)).await?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| Value::from_pg(row, index).map_err(StoreError::from))
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        if let Some(schema) = &self.schema {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await?;
+        }
+        for (version, name, sql) in migrations {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+                     applied_s BIGINT NOT NULL DEFAULT extract(epoch from now())::bigint)",
+            )
+            .await?;
+            let applied = tx
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[version],
+                )
+                .await?;
+            if applied.is_none() {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
