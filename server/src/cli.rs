@@ -57,6 +57,9 @@ enum Command {
         /// Embedded broker address, overriding mqtt.embedded_listen.
         #[arg(long, value_name = "ADDR")]
         embedded_mqtt: Option<std::net::SocketAddr>,
+        /// Shared-subscription group, overriding mqtt.share_group.
+        #[arg(long, value_name = "NAME")]
+        share_group: Option<String>,
     },
     /// Import a CSV export of the dealer management system into the registry.
     ///
@@ -142,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mqtt_url,
             http,
             embedded_mqtt,
+            share_group,
         } => {
+            if let Some(group) = share_group {
+                config.mqtt.share_group = group;
+            }
             if let Some(url) = mqtt_url {
                 config.mqtt.url = url;
             }

@@ -93,9 +93,12 @@ pub struct MqttConfig {
     pub username: String,
     /// Password for `username`.
     pub password: String,
-    /// Subscribe with `$share/drivetag/...` so several instances split the uplinks. Default
-    /// true.
+    /// Subscribe with `$share/{share_group}/...` so several instances split the uplinks.
+    /// Default true.
     pub shared_subscription: bool,
+    /// The shared-subscription group; every instance of one deployment uses the same. Default
+    /// "drivetag". Two deployments on one broker need two groups.
+    pub share_group: String,
 }
 
 impl Default for MqttConfig {
@@ -107,6 +110,7 @@ impl Default for MqttConfig {
             username: String::new(),
             password: String::new(),
             shared_subscription: true,
+            share_group: drivetag_shared::topics::SHARE_GROUP.into(),
         }
     }
 }

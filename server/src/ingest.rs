@@ -32,8 +32,9 @@ use crate::store::{DeadLetter, Incoming, Outcome, StatusRecord, Store};
 pub struct IngestSettings {
     /// Broker options (host, port, client id, credentials, TLS).
     pub options: MqttOptions,
-    /// Subscribe with `$share/drivetag/...` so instances split the load.
-    pub shared_subscription: bool,
+    /// Subscribe with `$share/{group}/...` so instances split the load; `None`: a plain
+    /// subscription.
+    pub share_group: Option<String>,
     /// Most envelopes per stored batch.
     pub batch_max: usize,
 }
@@ -185,20 +186,23 @@ fn health_json(report: &StatusReport) -> String {
 }
 
 /// Runs ingest until `shutdown` turns true.
+///
+/// `ready` turns true once the broker has confirmed the uplink subscription: from then on no
+/// uplink is missed.
 pub async fn run(
     settings: IngestSettings,
     store: Store,
     metrics: Arc<Metrics>,
     configs: Arc<AgentConfigs>,
+    ready: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let capacity = settings.batch_max * 4 + 64;
     let (client, mut events) = AsyncClient::new(settings.options.clone(), capacity);
     let (tx, mut rx) = mpsc::channel::<(String, bytes::Bytes, u64)>(capacity);
-    let uplink_filter = if settings.shared_subscription {
-        topics::shared_uplink_filter()
-    } else {
-        topics::uplink_filter()
+    let uplink_filter = match &settings.share_group {
+        Some(group) => topics::shared_uplink_filter(group),
+        None => topics::uplink_filter(),
     };
     let subscriber = client.clone();
     let poller = tokio::spawn(async move {
@@ -213,6 +217,9 @@ pub async fn run(
                             warn!(%error, "Cannot subscribe.");
                         }
                     }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready.send(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let topic = publish.topic.clone();

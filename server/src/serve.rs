@@ -89,9 +89,13 @@ pub async fn start(
     }
     let settings = IngestSettings {
         options,
-        shared_subscription: config.mqtt.shared_subscription,
+        share_group: config
+            .mqtt
+            .shared_subscription
+            .then(|| config.mqtt.share_group.clone()),
         batch_max: config.ingest.batch_max.max(1),
     };
+    let (ready_tx, mut ready) = watch::channel(false);
     let ingest_task = tokio::spawn({
         let (store, metrics, configs, shutdown) = (
             store.clone(),
@@ -100,11 +104,21 @@ pub async fn start(
             shutdown.clone(),
         );
         async move {
-            if let Err(error) = ingest::run(settings, store, metrics, configs, shutdown).await {
+            if let Err(error) =
+                ingest::run(settings, store, metrics, configs, ready_tx, shutdown).await
+            {
                 warn!(%error, "Ingest stopped.");
             }
         }
     });
+    // Report ready once the broker confirms the subscription; an external broker that is down
+    // is retried in the background, and agents keep their summaries until then.
+    if tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|ready| *ready))
+        .await
+        .is_err()
+    {
+        warn!(broker = %format!("{host}:{port}"), "The broker has not answered yet; ingest keeps trying.");
+    }
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| {

@@ -25,7 +25,7 @@ use crate::wire::UpKind;
 /// The first two levels of every drivetag topic.
 pub const PREFIX: &str = "drivetag/v1";
 
-/// The shared-subscription group servers join so that each uplink reaches one of them.
+/// The default shared-subscription group servers join so that each uplink reaches one of them.
 pub const SHARE_GROUP: &str = "drivetag";
 
 /// What a topic carries for one device.
@@ -109,10 +109,10 @@ pub fn uplink_filter() -> String {
     format!("{PREFIX}/+/up/+")
 }
 
-/// The same filter as an MQTT v5 shared subscription, so that several server instances split
-/// the uplinks between them and each message reaches exactly one.
-pub fn shared_uplink_filter() -> String {
-    format!("$share/{SHARE_GROUP}/{}", uplink_filter())
+/// The same filter as an MQTT v5 shared subscription in `group`, so that the server instances
+/// of one group split the uplinks between them and each message reaches exactly one.
+pub fn shared_uplink_filter(group: &str) -> String {
+    format!("$share/{group}/{}", uplink_filter())
 }
 
 /// The filter for every device's status.
@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn filters() {
         assert_eq!(uplink_filter(), "drivetag/v1/+/up/+");
-        assert_eq!(shared_uplink_filter(), "$share/drivetag/drivetag/v1/+/up/+");
+        assert_eq!(
+            shared_uplink_filter(SHARE_GROUP),
+            "$share/drivetag/drivetag/v1/+/up/+"
+        );
         assert_eq!(status_filter(), "drivetag/v1/+/status");
     }
 

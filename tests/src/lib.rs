@@ -7,6 +7,8 @@
 //! fails and says how to start it; only `DRIVETAG_TEST_SERVICES=skip` turns such tests into
 //! announced skips.
 
+pub mod process;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -123,4 +125,31 @@ pub async fn sqlite_store() -> (drivetag_server::store::Store, tempfile::TempDir
         .await
         .expect("a SQLite store");
     (store, dir)
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// The recorded drives beside the checkout (`../shared/data`), or `DRIVETAG_DATA_DIR`.
+pub fn data_file(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("DRIVETAG_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))
+        });
+    let path = dir.join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} not found (set DRIVETAG_DATA_DIR)",
+            path.display()
+        );
+        None
+    }
 }

@@ -128,7 +128,13 @@ impl<R: BufRead> NmeaReader<R> {
             return Some(self.bad(BadReason::NonAscii, "non-ASCII characters"));
         }
         let address = sentence[1..].split([',', '*']).next().unwrap_or("");
-        *self.stats.sentences.entry(address.to_owned()).or_default() += 1;
+        // Look up before inserting: `entry` would allocate the key for every line.
+        match self.stats.sentences.get_mut(address) {
+            Some(count) => *count += 1,
+            None => {
+                self.stats.sentences.insert(address.to_owned(), 1);
+            }
+        }
         let kind = if address.len() == 5 && !address.starts_with('P') {
             &address[2..]
         } else {

@@ -43,6 +43,10 @@ pub struct Cleaner {
     last: Option<Fix>,
     /// The fix waiting for its successor before it is judged.
     held: Option<Fix>,
+    /// The speed from `last` to `held`, m/s, as the jump test computed it when `held` came in,
+    /// so the spike test does not compute it again (haversine dominates the pipeline's time).
+    /// `None` when `held` was judged against another fix (a spike it replaced).
+    held_speed: Option<f64>,
     jumps_in_a_row: u32,
     stats: CleanStats,
 }
@@ -73,33 +77,43 @@ impl Cleaner {
 
     /// Takes a fix; returns the previous one, cleaned, unless it was dropped.
     pub fn push(&mut self, fix: Fix) -> Option<Fix> {
+        // The speed from the reference to this fix; the reference is `held` if there is one
+        // (then `held` → `fix` is the spike test's second leg), else `last`.
+        let mut incoming = None;
         if let Some(reference) = self.held.or(self.last) {
             if fix.t_ms <= reference.t_ms {
                 self.stats.repeated_time += 1;
                 return None;
             }
-            if speed(&reference, &fix) > MAX_PLAUSIBLE_MPS && self.jumps_in_a_row < REANCHOR_AFTER {
+            let speed = speed(&reference, &fix);
+            if speed > MAX_PLAUSIBLE_MPS && self.jumps_in_a_row < REANCHOR_AFTER {
                 self.jumps_in_a_row += 1;
                 self.stats.jumps += 1;
                 return None;
             }
+            incoming = Some(speed);
         }
         self.jumps_in_a_row = 0;
         if let (Some(before), Some(held)) = (self.last, self.held)
-            && is_spike(&before, &held, &fix)
+            && is_spike(&before, &held, &fix, self.held_speed, incoming)
         {
             self.stats.spikes += 1;
             self.held = Some(fix);
+            // This fix was judged against the spike, not against `last`.
+            self.held_speed = None;
             return None;
         }
         let released = self.held.take().map(|held| self.release(held));
+        // `incoming` was measured from the old `held` (now `last`) or from `last` itself.
         self.held = Some(fix);
+        self.held_speed = incoming;
         released
     }
 
     /// Releases the fix still waiting, at the end of the input or after a silence.
     pub fn finish(&mut self) -> Option<Fix> {
         let held = self.held.take()?;
+        self.held_speed = None;
         Some(self.release(held))
     }
 
@@ -110,12 +124,15 @@ impl Cleaner {
     }
 }
 
-/// Whether `b` leaves the track between `a` and `c` and comes straight back.
-fn is_spike(a: &Fix, b: &Fix, c: &Fix) -> bool {
+/// Whether `b` leaves the track between `a` and `c` and comes straight back. `ab` and `bc`
+/// are the speeds `a` → `b` and `b` → `c` when already known.
+fn is_spike(a: &Fix, b: &Fix, c: &Fix, ab: Option<f64>, bc: Option<f64>) -> bool {
     if !(near(a, b) && near(b, c)) {
         return false;
     }
-    let out_and_back = speed(a, b).min(speed(b, c));
+    let ab = ab.unwrap_or_else(|| speed(a, b));
+    let bc = bc.unwrap_or_else(|| speed(b, c));
+    let out_and_back = ab.min(bc);
     out_and_back > SPIKE_MIN_MPS && out_and_back > 2.0 * speed(a, c) + SPIKE_MARGIN_MPS
 }
 

@@ -353,6 +353,28 @@ impl Store {
             .collect())
     }
 
+    /// The sequence numbers stored for a device, in the order they were stored.
+    pub async fn sequence_numbers_in_arrival_order(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<u64>, StoreError> {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => "SELECT seq FROM envelopes WHERE device_id = $1 ORDER BY rowid",
+            // PostgreSQL keeps no insertion order; receive time and seq are the best it has.
+            Dialect::Postgres => {
+                "SELECT seq FROM envelopes WHERE device_id = $1 ORDER BY received_s, seq"
+            }
+        };
+        Ok(self
+            .backend
+            .query(sql, vec![device_id.into()])
+            .await?
+            .iter()
+            .filter_map(|row| row.first().and_then(Value::int))
+            .map(|seq| seq as u64)
+            .collect())
+    }
+
     /// The dead letters, oldest first, as (reason, device, seq).
     pub async fn dead_letters(
         &self,
