@@ -96,8 +96,47 @@ enum Command {
         /// The CSV file, with a header row.
         file: PathBuf,
     },
+    /// Recompute every customer's labels and next-best actions now.
+    ///
+    /// The server also relabels the vehicles that sent new data as it runs; this recomputes
+    /// every vehicle, so percentile tiers are re-ranked against today's population.
+    ///
+    /// Example:
+    ///   drivetag-server relabel --rules my-rules.toml
+    #[command(verbatim_doc_comment)]
+    Relabel {
+        /// The rules file; default: the shipped rules (see server/rules/default.toml).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Label as of this day (YYYY-MM-DD) instead of today, e.g. to reproduce a past run.
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+    },
+    /// Work with labelling rules: check a file and preview its effect, or list the features.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Check a configuration file and print it with every default filled in.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Check a rules file, and show how many customers each label and strategy would gain and
+    /// lose against the labels in force, without changing them.
+    ///
+    /// Example:
+    ///   drivetag-server rules check my-rules.toml
+    #[command(verbatim_doc_comment)]
+    Check {
+        /// The rules file.
+        file: PathBuf,
+    },
+    /// List the features conditions may use, with their meaning and unit.
+    Features,
+    /// Print the shipped default rules, to start a file of your own.
+    Defaults,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -174,6 +213,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::Relabel { rules, as_of } => runtime()?.block_on(async move {
+            let rules = load_rules(rules.as_deref())?;
+            let day = match as_of {
+                Some(date) => crate::labels::engine::Day::from_number(
+                    crate::store::registry::day_number(&date)
+                        .with_context(|| format!("--as-of {date:?} is not a date (YYYY-MM-DD)"))?,
+                ),
+                None => crate::labels::engine::Day::today(),
+            };
+            let store = Store::open(&config.database.url)
+                .await
+                .with_context(|| format!("database {}", config.database.url))?;
+            let started = std::time::Instant::now();
+            let vehicles = crate::labels::engine::relabel(
+                &store,
+                &rules,
+                &crate::labels::engine::Scope::All,
+                day,
+                |step| {
+                    eprintln!(
+                        "[{}/{}] {:<10} {:>10} rows {:>8.2} s",
+                        step.number, step.of, step.name, step.rows, step.seconds
+                    );
+                },
+            )
+            .await?;
+            println!(
+                "relabelled {vehicles} vehicles in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Rules { command } => match command {
+            RulesCommand::Features => {
+                for (name, text, description) in crate::labels::engine::feature_names() {
+                    println!(
+                        "{name:<26} {:<6} {description}",
+                        if text { "text" } else { "number" }
+                    );
+                }
+                for (name, description) in crate::labels::features::CONTEXT {
+                    println!("{name:<26} {:<6} {description}", "number");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            RulesCommand::Defaults => {
+                print!("{}", crate::labels::rules::DEFAULT_RULES);
+                Ok(ExitCode::SUCCESS)
+            }
+            RulesCommand::Check { file } => runtime()?.block_on(async move {
+                let rules = load_rules(Some(&file))?;
+                println!(
+                    "{}: valid: {} tiers, {} label groups, {} strategies",
+                    file.display(),
+                    rules.tiers.len(),
+                    rules.groups.len(),
+                    rules.strategies.len()
+                );
+                let store = Store::open(&config.database.url)
+                    .await
+                    .with_context(|| format!("database {}", config.database.url))?;
+                let preview =
+                    crate::labels::preview(&store, &rules, crate::labels::engine::Day::today())
+                        .await?;
+                print!("{preview}");
+                Ok(ExitCode::SUCCESS)
+            }),
+        },
         Command::Import { kind, file } => runtime()?.block_on(async move {
             let store = Store::open(&config.database.url)
                 .await
@@ -207,6 +314,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }),
+    }
+}
+
+fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<crate::labels::rules::Rules> {
+    match path {
+        None => Ok(crate::labels::rules::Rules::defaults()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            Ok(crate::labels::rules::Rules::parse(
+                &text,
+                &path.display().to_string(),
+            )?)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod import;
 pub mod ingest;
+pub mod labels;
 pub mod metrics;
 pub mod serve;
 pub mod store;

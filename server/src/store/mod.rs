@@ -18,6 +18,7 @@ pub mod registry;
 pub mod sqlite;
 pub mod value;
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -42,16 +43,19 @@ pub enum Dialect {
 /// One SQL statement with its parameters (`$1`, `$2`... in the text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
-    /// The SQL.
-    pub sql: &'static str,
+    /// The SQL: mostly constant text, generated for labelling rules.
+    pub sql: Cow<'static, str>,
     /// The parameters, in order.
     pub params: Vec<Value>,
 }
 
 impl Statement {
     /// A statement.
-    pub fn new(sql: &'static str, params: Vec<Value>) -> Self {
-        Statement { sql, params }
+    pub fn new(sql: impl Into<Cow<'static, str>>, params: Vec<Value>) -> Self {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
     }
 }
 
@@ -94,7 +98,11 @@ pub trait Backend: Send + Sync + Debug {
     /// Runs `statements` in one transaction; returns the rows each changed.
     async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
     /// Runs a query.
-    async fn query(&self, sql: &'static str, params: Vec<Value>) -> Result<Vec<Row>, StoreError>;
+    async fn query(
+        &self,
+        sql: Cow<'static, str>,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError>;
     /// Applies the migrations it has not applied yet, in order, each in a transaction, with
     /// concurrent servers kept from applying the same one twice.
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
@@ -179,7 +187,10 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "labels", include_str!("migrations/0002_labels.sql")),
+];
 
 fn render(template: &str, dialect: Dialect) -> String {
     let pairs: [(&str, &str); 5] = match dialect {
@@ -235,10 +246,10 @@ impl Store {
     /// Runs a query; for the service layer, never for HTTP handlers.
     pub(crate) async fn query(
         &self,
-        sql: &'static str,
+        sql: impl Into<Cow<'static, str>>,
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
-        self.backend.query(sql, params).await
+        self.backend.query(sql.into(), params).await
     }
 
     /// Runs statements in one transaction; for the service layer.
@@ -316,7 +327,6 @@ impl Store {
     /// How many of each thing the store holds.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         let rows = self
-            .backend
             .query(
                 "SELECT (SELECT count(*) FROM envelopes), (SELECT count(*) FROM dead_letters),
                         (SELECT count(*) FROM trips), (SELECT count(*) FROM days),
@@ -341,7 +351,6 @@ impl Store {
     /// The sequence numbers stored for a device, ascending.
     pub async fn sequence_numbers(&self, device_id: &str) -> Result<Vec<u64>, StoreError> {
         Ok(self
-            .backend
             .query(
                 "SELECT seq FROM envelopes WHERE device_id = $1 ORDER BY seq",
                 vec![device_id.into()],
@@ -366,7 +375,6 @@ impl Store {
             }
         };
         Ok(self
-            .backend
             .query(sql, vec![device_id.into()])
             .await?
             .iter()
@@ -380,7 +388,6 @@ impl Store {
         &self,
     ) -> Result<Vec<(String, Option<String>, Option<u64>)>, StoreError> {
         Ok(self
-            .backend
             .query(
                 "SELECT reason, device_id, seq FROM dead_letters ORDER BY id",
                 vec![],
@@ -400,7 +407,6 @@ impl Store {
     /// A stored setting of the server's own.
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .backend
             .query("SELECT value FROM meta WHERE key = $1", vec![key.into()])
             .await?
             .first()

@@ -3,6 +3,8 @@
 //! Statements of one transaction are sent pipelined: tokio-postgres writes them all before
 //! waiting for the answers, so a batch of envelopes costs a few round trips, not one each.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::future::try_join_all;
@@ -79,7 +81,7 @@ impl Backend for Postgres {
         let tx = client.transaction().await?;
         let mut prepared = Vec::with_capacity(statements.len());
         for statement in &statements {
-            prepared.push(tx.prepare_cached(statement.sql).await?);
+            prepared.push(tx.prepare_cached(&statement.sql).await?);
         }
         let futures = statements
             .iter()
@@ -93,9 +95,13 @@ impl Backend for Postgres {
         Ok(affected)
     }
 
-    async fn query(&self, sql: &'static str, values: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+    async fn query(
+        &self,
+        sql: Cow<'static, str>,
+        values: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
+        let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &params(&values)).await?;
         rows.iter()
             .map(|row| {

@@ -283,6 +283,13 @@ pub struct RegistryIds {
     pub vins: HashSet<String>,
 }
 
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+pub fn day_number(date: &str) -> Option<i64> {
+    let date: jiff::civil::Date = date.parse().ok()?;
+    let epoch = jiff::civil::date(1970, 1, 1);
+    Some(i64::from(epoch.until(date).ok()?.get_days()))
+}
+
 fn statements(import: &Import) -> Vec<Statement> {
     match import {
         Import::Stores(rows) => rows
@@ -359,8 +366,8 @@ fn statements(import: &Import) -> Vec<Statement> {
                 Statement::new(
                     "INSERT INTO vehicles (vin, device_id, make, model, model_year, energy, price_class,
                          customer_id, fleet_id, store_id, purchase_date, warranty_end,
-                         service_interval_km, service_interval_months)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                         service_interval_km, service_interval_months, purchase_day, warranty_end_day)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                      ON CONFLICT (vin) DO UPDATE SET device_id = excluded.device_id,
                          make = excluded.make, model = excluded.model,
                          model_year = excluded.model_year, energy = excluded.energy,
@@ -368,7 +375,9 @@ fn statements(import: &Import) -> Vec<Statement> {
                          fleet_id = excluded.fleet_id, store_id = excluded.store_id,
                          purchase_date = excluded.purchase_date, warranty_end = excluded.warranty_end,
                          service_interval_km = excluded.service_interval_km,
-                         service_interval_months = excluded.service_interval_months",
+                         service_interval_months = excluded.service_interval_months,
+                         purchase_day = excluded.purchase_day,
+                         warranty_end_day = excluded.warranty_end_day",
                     vec![
                         r.vin.clone().into(),
                         r.device_id.clone().into(),
@@ -384,6 +393,8 @@ fn statements(import: &Import) -> Vec<Statement> {
                         r.warranty_end.clone().into(),
                         r.service_interval_km.into(),
                         r.service_interval_months.into(),
+                        r.purchase_date.as_deref().and_then(day_number).into(),
+                        r.warranty_end.as_deref().and_then(day_number).into(),
                     ],
                 )
             })
@@ -392,8 +403,8 @@ fn statements(import: &Import) -> Vec<Statement> {
             .iter()
             .map(|r| {
                 Statement::new(
-                    "INSERT INTO service_visits (vin, store_id, visit_date, spend_cents, kind, odometer_km)
-                     VALUES ($1, $2, $3, $4, $5, $6)
+                    "INSERT INTO service_visits (vin, store_id, visit_date, spend_cents, kind, odometer_km, visit_day)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (vin, visit_date, kind, store_id) DO UPDATE SET
                          spend_cents = excluded.spend_cents, odometer_km = excluded.odometer_km",
                     vec![
@@ -403,6 +414,7 @@ fn statements(import: &Import) -> Vec<Statement> {
                         r.spend_cents.into(),
                         r.kind.as_str().into(),
                         r.odometer_km.into(),
+                        day_number(&r.date).into(),
                     ],
                 )
             })
@@ -411,16 +423,18 @@ fn statements(import: &Import) -> Vec<Statement> {
             .iter()
             .map(|r| {
                 Statement::new(
-                    "INSERT INTO campaign_responses (customer_id, campaign, channel, sent_date, responded)
-                     VALUES ($1, $2, $3, $4, $5)
+                    "INSERT INTO campaign_responses (customer_id, campaign, channel, sent_date, responded, sent_day)
+                     VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (customer_id, campaign) DO UPDATE SET channel = excluded.channel,
-                         sent_date = excluded.sent_date, responded = excluded.responded",
+                         sent_date = excluded.sent_date, responded = excluded.responded,
+                         sent_day = excluded.sent_day",
                     vec![
                         r.customer_id.clone().into(),
                         r.campaign.clone().into(),
                         r.channel.clone().into(),
                         r.sent_date.clone().into(),
                         r.responded.into(),
+                        day_number(&r.sent_date).into(),
                     ],
                 )
             })

@@ -90,7 +90,7 @@ impl Backend for Sqlite {
             let mut affected = Vec::with_capacity(statements.len());
             for statement in &statements {
                 let mut prepared = tx
-                    .prepare_cached(&sqlite_sql(statement.sql))
+                    .prepare_cached(&sqlite_sql(&statement.sql))
                     .map_err(|e| db.error(e))?;
                 let count = prepared
                     .execute(rusqlite::params_from_iter(statement.params.iter()))
@@ -103,14 +103,18 @@ impl Backend for Sqlite {
         .await
     }
 
-    async fn query(&self, sql: &'static str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+    async fn query(
+        &self,
+        sql: Cow<'static, str>,
+        params: Vec<Value>,
+    ) -> Result<Vec<Row>, StoreError> {
         self.blocking(move |db| {
             let conn = db
                 .reader
                 .lock()
                 .map_err(|_| StoreError::Worker("reader lock poisoned".into()))?;
             let mut prepared = conn
-                .prepare_cached(&sqlite_sql(sql))
+                .prepare_cached(&sqlite_sql(&sql))
                 .map_err(|e| db.error(e))?;
             let columns = prepared.column_count();
             let mut rows = prepared

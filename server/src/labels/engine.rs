@@ -1,0 +1,558 @@
+//! Relabelling: rules compiled to SQL and run by the database, for every vehicle or for the
+//! ones whose data changed.
+//!
+//! A relabel runs in four steps, each one transaction: profiles (the features), tier scores and
+//! tiers, label groups, strategies. Percentile tiers rank the whole population with window
+//! functions; a partial relabel ranks its vehicles against the stored population with counts,
+//! so both give the same tier for the same data.
+
+use std::time::Instant;
+
+use super::features::{FEATURES, PROFILES_SQL, feature};
+use super::rules::{Condition, Rules};
+use crate::store::{Dialect, Statement, Store, StoreError, Value};
+
+/// The tables a relabel writes: the live ones, or the shadow ones of a preview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    /// Features.
+    pub profiles: &'static str,
+    /// Tier scores.
+    pub tier_scores: &'static str,
+    /// Labels.
+    pub labels: &'static str,
+    /// Next-best actions.
+    pub actions: &'static str,
+}
+
+/// The tables in force.
+pub const LIVE: Tables = Tables {
+    profiles: "profiles",
+    tier_scores: "tier_scores",
+    labels: "labels",
+    actions: "actions",
+};
+
+/// The shadow tables of `rules check`.
+pub const PREVIEW: Tables = Tables {
+    profiles: "preview_profiles",
+    tier_scores: "preview_tier_scores",
+    labels: "preview_labels",
+    actions: "preview_actions",
+};
+
+/// Which vehicles to relabel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every vehicle in the registry.
+    All,
+    /// One vehicle.
+    Vin(String),
+    /// Vehicles whose agents sent something since this time (UTC seconds).
+    ReceivedSince(i64),
+}
+
+/// The labelling day: what "today" is for a relabel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day {
+    /// Days since 1970-01-01.
+    pub number: i64,
+    /// Its year.
+    pub year: i64,
+    /// Its month, 1-12.
+    pub month: i64,
+}
+
+impl Day {
+    /// The day `number` days after 1970-01-01.
+    pub fn from_number(number: i64) -> Day {
+        let date = jiff::civil::date(1970, 1, 1)
+            .checked_add(jiff::Span::new().days(number))
+            .unwrap_or(jiff::civil::date(1970, 1, 1));
+        Day {
+            number,
+            year: i64::from(date.year()),
+            month: i64::from(date.month()),
+        }
+    }
+
+    /// Today, UTC.
+    pub fn today() -> Day {
+        let seconds = jiff::Timestamp::now().as_second();
+        Day::from_number(seconds.div_euclid(86_400))
+    }
+}
+
+/// One finished step of a relabel, for progress output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 1-based step number.
+    pub number: usize,
+    /// Steps in all.
+    pub of: usize,
+    /// What it did.
+    pub name: &'static str,
+    /// Rows it wrote.
+    pub rows: u64,
+    /// How long it took, seconds.
+    pub seconds: f64,
+}
+
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn json_text(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The SQL condition selecting the vehicles in scope, on a column `column`, with its parameter
+/// (numbered `$n`).
+fn scope_sql(scope: &Scope, column: &str, n: usize) -> (String, Vec<Value>) {
+    match scope {
+        Scope::All => ("1 = 1".to_owned(), vec![]),
+        Scope::Vin(vin) => (format!("{column} = ${n}"), vec![vin.clone().into()]),
+        Scope::ReceivedSince(since) => (
+            format!(
+                "{column} IN (SELECT vin FROM vehicles WHERE device_id IN \
+                 (SELECT device_id FROM envelopes WHERE received_s >= ${n}))"
+            ),
+            vec![(*since).into()],
+        ),
+    }
+}
+
+fn real(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "REAL",
+        Dialect::Postgres => "DOUBLE PRECISION",
+    }
+}
+
+/// A label's evidence as SQL text building JSON: the features the rule read, their values.
+fn evidence(condition: &Condition, why: &str) -> String {
+    let mut parts = vec![format!(
+        "'{{\"why\":\"{}\"'",
+        json_text(why).replace('\'', "''")
+    )];
+    for name in &condition.features {
+        let is_text = feature(name).is_some_and(|f| f.text);
+        let value = if is_text {
+            format!("COALESCE('\"' || p.{name} || '\"', 'null')")
+        } else {
+            format!("COALESCE(CAST(p.{name} AS TEXT), 'null')")
+        };
+        parts.push(format!("',\"{name}\":' || {value}"));
+    }
+    parts.push("'}'".to_owned());
+    parts.join(" || ")
+}
+
+/// A condition as SQL over `profiles p`, with labelling-time values filled in.
+fn condition_sql(condition: &Condition, day: Day, labels: bool) -> String {
+    condition
+        .sql(&mut |name| {
+            Ok(match name {
+                "today" => day.number.to_string(),
+                "current_month" => day.month.to_string(),
+                "current_year" => day.year.to_string(),
+                name if feature(name).is_some() => format!("p.{name}"),
+                // Strategies only: labels were checked at load.
+                name if labels => format!("l.{name}"),
+                name => return Err(format!("unknown name {name}")),
+            })
+        })
+        .unwrap_or_else(|_| "(1 = 0)".to_owned())
+}
+
+/// Step 1: profiles.
+fn profile_statements(
+    rules: &Rules,
+    t: &Tables,
+    dialect: Dialect,
+    scope: &Scope,
+    day: Day,
+) -> Vec<Statement> {
+    let (delete, delete_params) = scope_sql(scope, "vin", 1);
+    let (select, mut params) = scope_sql(scope, "v.vin", 5);
+    let mut all = vec![
+        day.number.into(),
+        day.year.into(),
+        rules.settings.service_interval_km.into(),
+        rules.settings.service_interval_months.into(),
+    ];
+    all.append(&mut params);
+    let sql = PROFILES_SQL
+        .replace("{real}", real(dialect))
+        .replace("{scope}", &select)
+        .replace("{profiles}", t.profiles);
+    vec![
+        Statement::new(
+            format!("DELETE FROM {} WHERE {delete}", t.profiles),
+            delete_params,
+        ),
+        Statement::new(sql, all),
+    ]
+}
+
+/// Step 2: tier scores and tier labels.
+fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<Statement> {
+    let (profiles, tier_scores, labels) = (t.profiles, t.tier_scores, t.labels);
+    let mut out = Vec::new();
+    let (delete, delete_params) = scope_sql(scope, "vin", 1);
+    out.push(Statement::new(
+        format!("DELETE FROM {tier_scores} WHERE {delete}"),
+        delete_params.clone(),
+    ));
+    for tier in &rules.tiers {
+        let group = sql_text(&tier.group);
+        // A missing value ranks lowest.
+        let low = "-1e18";
+        let score = match scope {
+            Scope::All => {
+                let terms: Vec<String> = tier
+                    .parts
+                    .iter()
+                    .map(|(f, w)| {
+                        format!("({w}) * PERCENT_RANK() OVER (ORDER BY COALESCE({f}, {low}))")
+                    })
+                    .collect();
+                Statement::new(
+                    format!(
+                        "INSERT INTO {tier_scores} (vin, grp, score) SELECT vin, {group}, {} FROM {profiles}",
+                        terms.join(" + ")
+                    ),
+                    vec![],
+                )
+            }
+            _ => {
+                let terms: Vec<String> = tier
+                    .parts
+                    .iter()
+                    .map(|(f, w)| {
+                        format!(
+                            "({w}) * COALESCE((SELECT COUNT(*) FROM {profiles} q WHERE COALESCE(q.{f}, {low}) < COALESCE(p.{f}, {low})) * 1.0 \
+                             / NULLIF((SELECT COUNT(*) FROM {profiles}) - 1, 0), 0)"
+                        )
+                    })
+                    .collect();
+                let (select, params) = scope_sql(scope, "p.vin", 1);
+                Statement::new(
+                    format!(
+                        "INSERT INTO {tier_scores} (vin, grp, score) SELECT p.vin, {group}, {} FROM {profiles} p WHERE {select}",
+                        terms.join(" + ")
+                    ),
+                    params,
+                )
+            }
+        };
+        out.push(score);
+        // Levels by position among the population: ties share the better level.
+        let mut cumulative = 0;
+        let mut cases = Vec::new();
+        for (index, (value, share)) in tier.levels.iter().enumerate() {
+            cumulative += share;
+            if index + 1 == tier.levels.len() {
+                cases.push(format!("ELSE {}", sql_text(value)));
+            } else {
+                cases.push(format!(
+                    "WHEN (r - 1) * 100 < {cumulative} * n THEN {}",
+                    sql_text(value)
+                ));
+            }
+        }
+        let shares: Vec<String> = tier
+            .levels
+            .iter()
+            .map(|(v, s)| format!("{v} {s} %"))
+            .collect();
+        let rule = sql_text(&format!(
+            "percentile tier by {}: {}",
+            tier.description,
+            shares.join(", ")
+        ));
+        let ranked = match scope {
+            Scope::All => format!(
+                "SELECT vin, score, RANK() OVER (ORDER BY score DESC) AS r, COUNT(*) OVER () AS n \
+                 FROM {tier_scores} WHERE grp = {group}"
+            ),
+            _ => {
+                let (select, _) = scope_sql(scope, "t.vin", 1);
+                format!(
+                    "SELECT t.vin, t.score, 1 + (SELECT COUNT(*) FROM {tier_scores} t2 WHERE t2.grp = t.grp AND t2.score > t.score) AS r, \
+                     (SELECT COUNT(*) FROM {tier_scores} t3 WHERE t3.grp = t.grp) AS n \
+                     FROM {tier_scores} t WHERE t.grp = {group} AND {select}"
+                )
+            }
+        };
+        let params = match scope {
+            Scope::All => vec![day.number.into()],
+            _ => {
+                let mut p = scope_sql(scope, "x", 1).1;
+                p.push(day.number.into());
+                p
+            }
+        };
+        let day_param = params.len();
+        out.push(Statement::new(
+            format!(
+                "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
+                 SELECT vin, {group}, CASE {} END, {rule}, \
+                 '{{\"score\":' || CAST(score AS TEXT) || ',\"rank\":' || CAST(r AS TEXT) || ',\"of\":' || CAST(n AS TEXT) || '}}', ${day_param} \
+                 FROM ({ranked}) ranked",
+                cases.join(" ")
+            ),
+            params,
+        ));
+    }
+    out
+}
+
+/// Step 3: label groups.
+fn group_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<Statement> {
+    let (profiles, labels) = (t.profiles, t.labels);
+    let mut out = Vec::new();
+    let (select, params) = scope_sql(scope, "p.vin", 1);
+    let day_param = params.len() + 1;
+    let with_day = |mut p: Vec<Value>| {
+        p.push(day.number.into());
+        p
+    };
+    for group in &rules.groups {
+        let name = sql_text(&group.name);
+        if group.exclusive {
+            let mut values = Vec::new();
+            let mut texts = Vec::new();
+            let mut evidences = Vec::new();
+            for rule in &group.rules {
+                let when = condition_sql(&rule.when, day, false);
+                values.push(format!("WHEN {when} THEN {}", sql_text(&rule.value)));
+                texts.push(format!("WHEN {when} THEN {}", sql_text(&rule.when.text)));
+                evidences.push(format!(
+                    "WHEN {when} THEN {}",
+                    evidence(&rule.when, &rule.explain)
+                ));
+            }
+            out.push(Statement::new(
+                format!(
+                    "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
+                     SELECT vin, {name}, value, rule, evidence, ${day_param} FROM ( \
+                     SELECT p.vin, CASE {} END AS value, CASE {} END AS rule, CASE {} END AS evidence \
+                     FROM {profiles} p WHERE {select}) x WHERE value IS NOT NULL",
+                    values.join(" "),
+                    texts.join(" "),
+                    evidences.join(" ")
+                ),
+                with_day(params.clone()),
+            ));
+        } else {
+            for rule in &group.rules {
+                out.push(Statement::new(
+                    format!(
+                        "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
+                         SELECT p.vin, {name}, {}, {}, {}, ${day_param} FROM {profiles} p \
+                         WHERE {select} AND {} ON CONFLICT DO NOTHING",
+                        sql_text(&rule.value),
+                        sql_text(&rule.when.text),
+                        evidence(&rule.when, &rule.explain),
+                        condition_sql(&rule.when, day, false),
+                    ),
+                    with_day(params.clone()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Step 4: strategies as ranked next-best actions.
+fn strategy_statements(
+    rules: &Rules,
+    t: &Tables,
+    dialect: Dialect,
+    scope: &Scope,
+    day: Day,
+) -> Vec<Statement> {
+    let (profiles, labels, actions) = (t.profiles, t.labels, t.actions);
+    let (delete, delete_params) = scope_sql(scope, "vin", 1);
+    let (select, params) = scope_sql(scope, "p.vin", 1);
+    let (pivot_scope, _) = scope_sql(scope, "vin", 1);
+    let mut columns = Vec::new();
+    for group in rules.exclusive_groups() {
+        columns.push(format!(
+            "MAX(CASE WHEN grp = {} THEN value END) AS {group}",
+            sql_text(group)
+        ));
+    }
+    for (_, value) in rules.label_values() {
+        let yes = match dialect {
+            Dialect::Sqlite => format!(
+                "MAX(CASE WHEN value = {} THEN 1 ELSE 0 END) = 1",
+                sql_text(value)
+            ),
+            Dialect::Postgres => format!("BOOL_OR(value = {})", sql_text(value)),
+        };
+        columns.push(format!("{yes} AS {value}"));
+    }
+    let pivot = format!(
+        "SELECT vin, {} FROM {labels} WHERE {pivot_scope} GROUP BY vin",
+        columns.join(", ")
+    );
+    let settings = &rules.settings;
+    let room = format!(
+        "{} - (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id AND cr.sent_day > {})",
+        settings.max_contacts,
+        day.number - i64::from(settings.contact_period_days)
+    );
+    let mut parts = Vec::new();
+    for strategy in &rules.strategies {
+        let channel: Vec<String> = strategy
+            .channels
+            .iter()
+            .map(|channel| {
+                let consent = format!("c.{channel}_opt_in");
+                let test = if channel == "push" {
+                    format!("p.device_id IS NOT NULL AND {consent}")
+                } else {
+                    consent
+                };
+                format!("WHEN {test} THEN {}", sql_text(channel))
+            })
+            .collect();
+        parts.push(format!(
+            "SELECT p.vin, p.customer_id, {} AS strategy, {} AS priority, CASE {} END AS channel, {room} AS room, {} AS reason \
+             FROM {profiles} p LEFT JOIN customers c ON c.id = p.customer_id JOIN l ON l.vin = p.vin \
+             WHERE {select} AND {}",
+            sql_text(&strategy.name),
+            strategy.priority,
+            channel.join(" "),
+            sql_text(&format!("{}: {}", strategy.title, strategy.when.text)),
+            condition_sql(&strategy.when, day, true),
+        ));
+    }
+    let mut statements = vec![Statement::new(
+        format!("DELETE FROM {actions} WHERE {delete}"),
+        delete_params,
+    )];
+    if parts.is_empty() {
+        return statements;
+    }
+    let day_param = params.len() + 1;
+    let mut all = params;
+    all.push(day.number.into());
+    statements.push(Statement::new(
+        format!(
+            "INSERT INTO {actions} (vin, customer_id, strategy, priority, rank, channel, status, reason, labelled_day) \
+             WITH l AS ({pivot}) \
+             SELECT vin, customer_id, strategy, priority, rank, channel, \
+                 CASE WHEN channel IS NULL THEN 'no_channel' WHEN channel_rank <= room THEN 'planned' ELSE 'capped' END, \
+                 reason, ${day_param} \
+             FROM (SELECT a.*, \
+                 ROW_NUMBER() OVER (PARTITION BY COALESCE(a.customer_id, a.vin) ORDER BY a.priority DESC, a.strategy) AS rank, \
+                 ROW_NUMBER() OVER (PARTITION BY COALESCE(a.customer_id, a.vin), CASE WHEN a.channel IS NULL THEN 1 ELSE 0 END \
+                     ORDER BY a.priority DESC, a.strategy) AS channel_rank \
+                 FROM ({}) a) ranked",
+            parts.join(" UNION ALL ")
+        ),
+        all,
+    ));
+    statements
+}
+
+/// Relabels the vehicles in `scope` as of `day`, reporting each step.
+pub async fn relabel(
+    store: &Store,
+    rules: &Rules,
+    scope: &Scope,
+    day: Day,
+    progress: impl FnMut(&Step),
+) -> Result<u64, StoreError> {
+    relabel_into(store, rules, &LIVE, scope, day, progress).await
+}
+
+/// Relabels into `tables` (the live ones, or a preview's shadow ones).
+pub async fn relabel_into(
+    store: &Store,
+    rules: &Rules,
+    t: &Tables,
+    scope: &Scope,
+    day: Day,
+    mut progress: impl FnMut(&Step),
+) -> Result<u64, StoreError> {
+    let dialect = store.dialect();
+    let (delete, delete_params) = scope_sql(scope, "vin", 1);
+    let steps: [(&'static str, Vec<Statement>); 4] = [
+        (
+            "profiles",
+            profile_statements(rules, t, dialect, scope, day),
+        ),
+        ("tiers", tier_statements(rules, t, scope, day)),
+        ("labels", {
+            let mut statements = vec![Statement::new(
+                format!(
+                    "DELETE FROM {} WHERE {delete} AND grp NOT IN ({})",
+                    t.labels,
+                    {
+                        let tiers: Vec<String> =
+                            rules.tiers.iter().map(|t| sql_text(&t.group)).collect();
+                        if tiers.is_empty() {
+                            "''".to_owned()
+                        } else {
+                            tiers.join(", ")
+                        }
+                    }
+                ),
+                delete_params.clone(),
+            )];
+            statements.extend(group_statements(rules, t, scope, day));
+            statements
+        }),
+        (
+            "strategies",
+            strategy_statements(rules, t, dialect, scope, day),
+        ),
+    ];
+    // Tier labels are replaced with the tiers; the other labels with the groups.
+    let mut steps = steps;
+    steps[1].1.insert(
+        0,
+        Statement::new(
+            format!("DELETE FROM {} WHERE {delete} AND grp IN ({})", t.labels, {
+                let tiers: Vec<String> = rules.tiers.iter().map(|t| sql_text(&t.group)).collect();
+                if tiers.is_empty() {
+                    "''".to_owned()
+                } else {
+                    tiers.join(", ")
+                }
+            }),
+            delete_params,
+        ),
+    );
+    let of = steps.len();
+    let mut vehicles = 0;
+    for (index, (name, statements)) in steps.into_iter().enumerate() {
+        let started = Instant::now();
+        let deletes = statements
+            .iter()
+            .take_while(|s| s.sql.starts_with("DELETE"))
+            .count();
+        let affected = store.execute(statements).await?;
+        let rows: u64 = affected.iter().skip(deletes).sum();
+        if index == 0 {
+            vehicles = rows;
+        }
+        progress(&Step {
+            number: index + 1,
+            of,
+            name,
+            rows,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(vehicles)
+}
+
+/// Every feature name, for `rules features`.
+pub fn feature_names() -> impl Iterator<Item = (&'static str, bool, &'static str)> {
+    FEATURES.iter().map(|f| (f.name, f.text, f.description))
+}
