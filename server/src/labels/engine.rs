@@ -247,7 +247,9 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
             }
         };
         out.push(score);
-        // Levels by position among the population: ties share the better level.
+        // Levels by position among the population, best first. A tie takes the position of
+        // its last member (r counts everyone scoring at least as much), so a level never holds
+        // more than its share: a crowd tied at zero is not "top 30 %".
         let mut cumulative = 0;
         let mut cases = Vec::new();
         for (index, (value, share)) in tier.levels.iter().enumerate() {
@@ -256,7 +258,7 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
                 cases.push(format!("ELSE {}", sql_text(value)));
             } else {
                 cases.push(format!(
-                    "WHEN (r - 1) * 100 < {cumulative} * n THEN {}",
+                    "WHEN r * 100 <= {cumulative} * n THEN {}",
                     sql_text(value)
                 ));
             }
@@ -273,13 +275,13 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
         ));
         let ranked = match scope {
             Scope::All => format!(
-                "SELECT vin, score, RANK() OVER (ORDER BY score DESC) AS r, COUNT(*) OVER () AS n \
+                "SELECT vin, score, COUNT(*) OVER (ORDER BY score DESC) AS r, COUNT(*) OVER () AS n \
                  FROM {tier_scores} WHERE grp = {group}"
             ),
             _ => {
                 let (select, _) = scope_sql(scope, "t.vin", 1);
                 format!(
-                    "SELECT t.vin, t.score, 1 + (SELECT COUNT(*) FROM {tier_scores} t2 WHERE t2.grp = t.grp AND t2.score > t.score) AS r, \
+                    "SELECT t.vin, t.score, (SELECT COUNT(*) FROM {tier_scores} t2 WHERE t2.grp = t.grp AND t2.score >= t.score) AS r, \
                      (SELECT COUNT(*) FROM {tier_scores} t3 WHERE t3.grp = t.grp) AS n \
                      FROM {tier_scores} t WHERE t.grp = {group} AND {select}"
                 )

@@ -425,3 +425,101 @@ impl Store {
             .map(|_| ())
     }
 }
+
+/// Reading labels back, for the service layer and tests.
+impl Store {
+    /// `(vin, value)` of one label group.
+    pub async fn label_rows(&self, group: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT vin, value FROM labels WHERE grp = $1 ORDER BY vin",
+                vec![group.into()],
+            )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].text().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// `(group, value)` of one vehicle, sorted.
+    pub async fn labels_of_vin(&self, vin: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT grp, value FROM labels WHERE vin = $1 ORDER BY grp, value",
+                vec![vin.into()],
+            )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].text().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// The evidence of a vehicle's label in `group`.
+    pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
+        Ok(self
+            .query(
+                "SELECT evidence FROM labels WHERE vin = $1 AND grp = $2",
+                vec![vin.into(), group.into()],
+            )
+            .await?
+            .first()
+            .and_then(|row| row[0].text().map(str::to_owned))
+            .unwrap_or_default())
+    }
+
+    /// Tier scores of `group` by vin.
+    pub async fn tier_scores(
+        &self,
+        group: &str,
+    ) -> Result<std::collections::BTreeMap<String, f64>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT vin, score FROM tier_scores WHERE grp = $1",
+                vec![group.into()],
+            )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].real().unwrap_or(f64::NAN),
+                )
+            })
+            .collect())
+    }
+
+    /// Every action as `(vin, strategy, rank, (channel, status))`.
+    pub async fn action_rows(
+        &self,
+    ) -> Result<Vec<(String, String, i64, (String, String))>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT vin, strategy, rank, channel, status FROM actions ORDER BY vin, rank",
+                vec![],
+            )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].text().unwrap_or_default().to_owned(),
+                    row[2].int().unwrap_or(0),
+                    (
+                        row[3].text().unwrap_or_default().to_owned(),
+                        row[4].text().unwrap_or_default().to_owned(),
+                    ),
+                )
+            })
+            .collect())
+    }
+}

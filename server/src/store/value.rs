@@ -203,14 +203,26 @@ impl PgToSql for Value {
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Value::Null => Ok(IsNull::Yes),
+            // PostgreSQL infers a parameter's type from where it stands; convert to it, or the
+            // bytes of one type would be read as another.
             Value::Int(v) => match *ty {
                 Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
                 Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
                 Type::FLOAT8 => (*v as f64).to_sql(ty, out),
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
                 Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => v.to_string().to_sql(ty, out),
                 _ => v.to_sql(ty, out),
             },
-            Value::Real(v) => v.to_sql(ty, out),
+            Value::Real(v) => match *ty {
+                Type::INT8 if v.fract() == 0.0 => (*v as i64).to_sql(ty, out),
+                Type::INT4 if v.fract() == 0.0 => (*v as i32).to_sql(ty, out),
+                Type::INT8 | Type::INT4 | Type::INT2 => {
+                    Err(format!("{v} is not an integer for a {ty} parameter").into())
+                }
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
             Value::Text(s) => s.to_sql(ty, out),
             Value::Bytes(b) => b.to_sql(ty, out),
             Value::Bool(b) => b.to_sql(ty, out),

@@ -1,0 +1,609 @@
+//! Labels and strategies on hand-built populations whose right answers are known exactly, on
+//! SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // Tests may panic on what they did not expect.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use drivetag_server::labels::engine::{Day, Scope, relabel};
+use drivetag_server::labels::rules::Rules;
+use drivetag_server::store::conformance::incoming;
+use drivetag_server::store::registry::{OptIns, day_number};
+use drivetag_server::store::{
+    CampaignResponse, Customer, Import, PriceClass, ServiceVisit, Store, StoreRow, Vehicle,
+    VisitKind,
+};
+use drivetag_shared::wire::{DaySummary, Uplink};
+use drivetag_tests::{postgres_store, sqlite_store};
+
+const HEAD: &str = "version = 1\n[settings]\nservice_interval_km = 5000\nservice_interval_months = 6\nmax_contacts = 2\ncontact_period_days = 30\n";
+
+fn today() -> Day {
+    Day::from_number(day_number("2026-06-15").unwrap())
+}
+
+fn date(days_before: i64) -> String {
+    let day = jiff::civil::date(2026, 6, 15) - jiff::Span::new().days(days_before);
+    day.to_string()
+}
+
+fn vehicle(vin: &str, customer: &str, price: PriceClass) -> Vehicle {
+    Vehicle {
+        vin: vin.into(),
+        device_id: Some(format!("dev-{vin}")),
+        make: "VW".into(),
+        model: "Golf".into(),
+        model_year: 2023,
+        energy: "ice".into(),
+        price_class: price,
+        customer_id: Some(customer.into()),
+        fleet_id: None,
+        store_id: Some(1),
+        purchase_date: Some("2023-03-01".into()),
+        warranty_end: Some("2029-03-01".into()),
+        service_interval_km: None,
+        service_interval_months: None,
+    }
+}
+
+fn customer(id: &str, opt_in: OptIns) -> Customer {
+    Customer {
+        id: id.into(),
+        name: format!("Customer {id}"),
+        phone: "+86 138".into(),
+        email: format!("{id}@example.com"),
+        wechat: id.into(),
+        opt_in,
+        birthday_month: Some(1),
+        home_store_id: Some(1),
+        fleet_id: None,
+        referrals: 0,
+    }
+}
+
+fn every_channel() -> OptIns {
+    OptIns {
+        push: true,
+        sms: true,
+        wechat: true,
+        email: true,
+        phone: true,
+        mail: true,
+    }
+}
+
+fn visit(vin: &str, days_before: i64, spend: f64, kind: VisitKind) -> ServiceVisit {
+    ServiceVisit {
+        vin: vin.into(),
+        store_id: 1,
+        date: date(days_before),
+        spend_cents: (spend * 100.0) as i64,
+        kind,
+        odometer_km: None,
+    }
+}
+
+/// A day summary of `km` with driving score `score`.
+fn day_summary(days_before: i64, km: u32, score: u8, harsh: u16, long_trips: u16) -> Uplink {
+    Uplink::Day(DaySummary {
+        local_day: (today().number - days_before) as u32,
+        utc_offset_min: 480,
+        distance_m: km * 1000,
+        trips: 2,
+        long_trips,
+        driving_s: km * 60,
+        moving_s: km * 55,
+        night_pct: 0,
+        driving_min_by_local_hour: [0; 24],
+        commute_trips: 0,
+        max_speed_cms: 2_500,
+        harsh_accel: harsh,
+        harsh_brake: 0,
+        harsh_corner: 0,
+        overspeed_s: 0,
+        score,
+        odometer_m: None,
+        energy: None,
+    })
+}
+
+/// 30 days of driving for `vin`'s head unit.
+async fn drive(
+    store: &Store,
+    vin: &str,
+    km_per_day: u32,
+    score: u8,
+    harsh_per_day: u16,
+    long_trips_total: u16,
+) {
+    let batch: Vec<_> = (0..30)
+        .map(|d| {
+            let long = if (d as u16) < long_trips_total { 1 } else { 0 };
+            incoming(
+                &format!("dev-{vin}"),
+                d as u64 + 1,
+                day_summary(d, km_per_day, score, harsh_per_day, long),
+            )
+        })
+        .collect();
+    store.ingest(&batch).await.unwrap();
+}
+
+async fn base_registry(store: &Store) {
+    store
+        .import(&Import::Stores(vec![StoreRow {
+            id: 1,
+            name: "Pudong 4S".into(),
+            city: "Shanghai".into(),
+            lat: 31.23,
+            lon: 121.47,
+            radius_m: 150.0,
+        }]))
+        .await
+        .unwrap();
+}
+
+async fn labels_of(store: &Store, group: &str) -> BTreeMap<String, String> {
+    let rows = store.label_rows(group).await.unwrap();
+    rows.into_iter().collect()
+}
+
+/// Ten customers by spend: exactly 3 / 4 / 3. A tie takes its last member's position, so a
+/// level never holds more than its share.
+async fn tiers_split_30_40_30(store: Store) {
+    base_registry(&store).await;
+    let spends = [
+        100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 1000.0,
+    ];
+    let customers: Vec<Customer> = (0..10)
+        .map(|i| customer(&format!("c{i}"), OptIns::default()))
+        .collect();
+    store.import(&Import::Customers(customers)).await.unwrap();
+    let vehicles: Vec<Vehicle> = (0..10)
+        .map(|i| vehicle(&format!("V{i}"), &format!("c{i}"), PriceClass::Mid))
+        .collect();
+    store.import(&Import::Vehicles(vehicles)).await.unwrap();
+    let visits: Vec<ServiceVisit> = spends
+        .iter()
+        .enumerate()
+        .map(|(i, s)| visit(&format!("V{i}"), 30, *s, VisitKind::Repair))
+        .collect();
+    store.import(&Import::ServiceVisits(visits)).await.unwrap();
+    let rules = Rules::parse(
+        &format!("{HEAD}[[tiers]]\ngroup = \"spend\"\nlevels = [{{ value = \"high\", share_pct = 30 }}, {{ value = \"mid\", share_pct = 40 }}, {{ value = \"low\", share_pct = 30 }}]\nparts = [{{ feature = \"spend_12m\", weight = 1.0 }}]\n"),
+        "tiers.toml",
+    )
+    .unwrap();
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let tiers = labels_of(&store, "spend").await;
+    let level = |vin: &str| tiers.get(vin).cloned().unwrap_or_default();
+    let count = |value: &str| tiers.values().filter(|v| *v == value).count();
+    assert_eq!(
+        (count("high"), count("mid"), count("low")),
+        (3, 4, 3),
+        "{tiers:?}"
+    );
+    assert_eq!(
+        [level("V9"), level("V8"), level("V7")],
+        ["high", "high", "high"]
+    );
+    assert_eq!([level("V6"), level("V3")], ["mid", "mid"]);
+    assert_eq!([level("V2"), level("V0")], ["low", "low"]);
+    // A tie across the boundary: V6 now spends as much as V7 (800). Together they hold
+    // positions 3 and 4, so both are "mid" and "high" keeps fewer than its 30 %.
+    store
+        .import(&Import::ServiceVisits(vec![visit(
+            "V6",
+            20,
+            100.0,
+            VisitKind::Tyres,
+        )]))
+        .await
+        .unwrap();
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let tiers = labels_of(&store, "spend").await;
+    assert_eq!((tiers["V7"].as_str(), tiers["V6"].as_str()), ("mid", "mid"));
+    assert_eq!(
+        tiers.values().filter(|v| *v == "high").count(),
+        2,
+        "{tiers:?}"
+    );
+    // The explanation keeps the score, the rank and the population.
+    let evidence = store.label_evidence("V9", "spend").await.unwrap();
+    assert!(
+        evidence.contains("\"rank\":1") && evidence.contains("\"of\":10"),
+        "{evidence}"
+    );
+}
+
+/// A weighted score is the weighted sum of the parts' percentile ranks.
+async fn weighted_scores_by_hand(store: Store) {
+    base_registry(&store).await;
+    store
+        .import(&Import::Customers(vec![
+            customer("a", OptIns::default()),
+            customer("b", OptIns::default()),
+            customer("c", OptIns::default()),
+        ]))
+        .await
+        .unwrap();
+    store
+        .import(&Import::Vehicles(vec![
+            vehicle("A", "a", PriceClass::Economy),
+            vehicle("B", "b", PriceClass::Mid),
+            vehicle("C", "c", PriceClass::Luxury),
+        ]))
+        .await
+        .unwrap();
+    store
+        .import(&Import::ServiceVisits(vec![
+            visit("A", 10, 100.0, VisitKind::Repair),
+            visit("B", 10, 300.0, VisitKind::Repair),
+            visit("C", 10, 200.0, VisitKind::Repair),
+        ]))
+        .await
+        .unwrap();
+    let rules = Rules::parse(
+        &format!("{HEAD}[[tiers]]\ngroup = \"ability\"\nlevels = [{{ value = \"strong\", share_pct = 30 }}, {{ value = \"medium\", share_pct = 40 }}, {{ value = \"poor\", share_pct = 30 }}]\nparts = [{{ feature = \"price_class_rank\", weight = 0.5 }}, {{ feature = \"spend_12m\", weight = 0.5 }}]\n"),
+        "weights.toml",
+    )
+    .unwrap();
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    // Percentile ranks by hand: price A 0, B 0.5, C 1; spend A 0, B 1, C 0.5.
+    let scores = store.tier_scores("ability").await.unwrap();
+    let expected = [("A", 0.0), ("B", 0.75), ("C", 0.75)];
+    for (vin, score) in expected {
+        assert!(
+            (scores[vin] - score).abs() < 1e-9,
+            "{vin}: {} not {score}",
+            scores[vin]
+        );
+    }
+    // B and C tie for first, so both take position 2 of 3 (67 %): medium; A is poor.
+    let tiers = labels_of(&store, "ability").await;
+    assert_eq!(
+        (
+            tiers["A"].as_str(),
+            tiers["B"].as_str(),
+            tiers["C"].as_str()
+        ),
+        ("poor", "medium", "medium")
+    );
+}
+
+/// Each default strategy fires for the customer built for it, and not for a customer built to
+/// need nothing.
+async fn every_strategy_fires_for_its_customer(store: Store) {
+    base_registry(&store).await;
+    let personas = [
+        "lost",
+        "due",
+        "aggressive",
+        "warranty",
+        "ev",
+        "road",
+        "smooth",
+        "trade",
+        "golden",
+        "quality",
+        "fresh",
+        "birthday",
+        "control",
+    ];
+    let mut customers: Vec<Customer> = personas
+        .iter()
+        .map(|p| customer(p, every_channel()))
+        .collect();
+    for c in &mut customers {
+        match c.id.as_str() {
+            "golden" => c.referrals = 5,
+            "birthday" => c.birthday_month = Some(6),
+            _ => {}
+        }
+    }
+    store.import(&Import::Customers(customers)).await.unwrap();
+    let mut vehicles = Vec::new();
+    for persona in personas {
+        let mut v = vehicle(persona, persona, PriceClass::Mid);
+        match persona {
+            "warranty" => v.warranty_end = Some(date(-60)),
+            "ev" => v.energy = "ev".into(),
+            "trade" => {
+                v.model_year = 2017;
+                v.price_class = PriceClass::Luxury;
+            }
+            "fresh" => {
+                v.purchase_date = Some(date(30));
+                v.price_class = PriceClass::Luxury;
+            }
+            _ => {}
+        }
+        vehicles.push(v);
+    }
+    store.import(&Import::Vehicles(vehicles)).await.unwrap();
+    let mut visits = Vec::new();
+    for persona in personas {
+        let (days_before, spend, kind) = match persona {
+            "lost" => (600, 800.0, VisitKind::Maintenance),
+            "due" => (170, 800.0, VisitKind::Maintenance),
+            "quality" => (40, 6_000.0, VisitKind::Detailing),
+            "golden" => (30, 900.0, VisitKind::Maintenance),
+            _ => (60, 500.0, VisitKind::Maintenance),
+        };
+        visits.push(visit(persona, days_before, spend, kind));
+    }
+    store.import(&Import::ServiceVisits(visits)).await.unwrap();
+    for persona in personas {
+        let (km, score, harsh, long) = match persona {
+            "lost" => (40, 75, 0, 0),
+            "aggressive" => (30, 45, 2, 0),
+            "road" => (60, 75, 0, 3),
+            "smooth" => (30, 92, 0, 0),
+            "trade" => (90, 75, 0, 0),
+            _ => (20, 75, 0, 0),
+        };
+        drive(&store, persona, km, score, harsh, long).await;
+    }
+    relabel(&store, &Rules::defaults(), &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let actions = store.action_rows().await.unwrap();
+    let strategies_of = |vin: &str| -> BTreeSet<String> {
+        actions
+            .iter()
+            .filter(|(v, _, _, _)| v == vin)
+            .map(|(_, s, _, _)| s.clone())
+            .collect()
+    };
+    let expect = [
+        ("lost", "win_back"),
+        ("due", "maintenance_reminder"),
+        ("aggressive", "brake_tyre_check"),
+        ("warranty", "extended_warranty"),
+        ("ev", "ev_package"),
+        ("road", "road_trip_check"),
+        ("smooth", "insurance_safe_driver"),
+        ("trade", "trade_in"),
+        ("golden", "referral_programme"),
+        ("quality", "care_membership"),
+        ("fresh", "accessories"),
+        ("birthday", "birthday_care"),
+    ];
+    let control = strategies_of("control");
+    for (persona, strategy) in expect {
+        assert!(
+            strategies_of(persona).contains(strategy),
+            "{persona} lacks {strategy}: {:?}",
+            strategies_of(persona)
+        );
+        assert!(
+            !control.contains(strategy),
+            "the control customer got {strategy}"
+        );
+    }
+    assert!(
+        control.is_empty(),
+        "the control customer needs nothing: {control:?}"
+    );
+    // Highest priority first: the lost customer's first action is the win-back.
+    let first = actions
+        .iter()
+        .find(|(v, _, rank, _)| v == "lost" && *rank == 1)
+        .unwrap();
+    assert_eq!(first.1, "win_back");
+    let lifecycle = labels_of(&store, "lifecycle").await;
+    assert_eq!(lifecycle["lost"], "lost");
+    assert_eq!(lifecycle["golden"], "golden_apple");
+    assert_eq!(labels_of(&store, "style").await["aggressive"], "aggressive");
+    // A label explains itself with the features its rule read.
+    let evidence = store.label_evidence("lost", "lifecycle").await.unwrap();
+    assert!(
+        evidence.contains("\"months_since_service\":") && evidence.contains("\"km_30d\":1200"),
+        "{evidence}"
+    );
+}
+
+/// Contact caps hold back all but the top actions; a channel without consent is never chosen.
+async fn caps_and_opt_outs(store: Store) {
+    base_registry(&store).await;
+    let quiet = OptIns {
+        sms: true,
+        ..OptIns::default()
+    };
+    let mut busy = customer("busy", every_channel());
+    busy.birthday_month = Some(6);
+    let mut contacted = customer("contacted", every_channel());
+    contacted.birthday_month = Some(6);
+    let mut silent = customer("silent", OptIns::default());
+    silent.birthday_month = Some(6);
+    let mut sms_only = customer("sms", quiet);
+    sms_only.birthday_month = Some(6);
+    store
+        .import(&Import::Customers(vec![busy, contacted, silent, sms_only]))
+        .await
+        .unwrap();
+    let mut vehicles = Vec::new();
+    for id in ["busy", "contacted", "silent", "sms"] {
+        let mut v = vehicle(id, id, PriceClass::Mid);
+        v.energy = "ev".into();
+        v.warranty_end = Some(date(-30));
+        vehicles.push(v);
+    }
+    store.import(&Import::Vehicles(vehicles)).await.unwrap();
+    // Serviced last month, so no maintenance reminder joins the test.
+    let visits: Vec<ServiceVisit> = ["busy", "contacted", "silent", "sms"]
+        .iter()
+        .map(|id| visit(id, 30, 300.0, VisitKind::Maintenance))
+        .collect();
+    store.import(&Import::ServiceVisits(visits)).await.unwrap();
+    store
+        .import(&Import::CampaignResponses(vec![CampaignResponse {
+            customer_id: "contacted".into(),
+            campaign: "spring".into(),
+            channel: "sms".into(),
+            sent_date: date(5),
+            responded: false,
+        }]))
+        .await
+        .unwrap();
+    relabel(&store, &Rules::defaults(), &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let actions = store.action_rows().await.unwrap();
+    let status = |vin: &str| -> Vec<(String, String, String)> {
+        let mut rows: Vec<_> = actions.iter().filter(|(v, _, _, _)| v == vin).collect();
+        rows.sort_by_key(|(_, _, rank, _)| *rank);
+        rows.iter()
+            .map(|(_, s, _, st)| (s.clone(), st.0.clone(), st.1.clone()))
+            .collect()
+    };
+    // Extended warranty (75), EV package (70), birthday care (30): two planned, one capped.
+    let busy = status("busy");
+    assert_eq!(
+        busy.iter().map(|(s, _, _)| s.as_str()).collect::<Vec<_>>(),
+        ["extended_warranty", "ev_package", "birthday_care"]
+    );
+    assert_eq!(
+        busy.iter()
+            .map(|(_, _, st)| st.as_str())
+            .collect::<Vec<_>>(),
+        ["planned", "planned", "capped"]
+    );
+    assert_eq!(
+        busy[0].1, "phone",
+        "the first channel of extended_warranty the customer accepts"
+    );
+    // One campaign in the last 30 days leaves room for one.
+    let contacted = status("contacted");
+    assert_eq!(
+        contacted
+            .iter()
+            .map(|(_, _, st)| st.as_str())
+            .collect::<Vec<_>>(),
+        ["planned", "capped", "capped"]
+    );
+    // No consent, no channel; SMS only: strategies without SMS have no channel.
+    assert!(
+        status("silent")
+            .iter()
+            .all(|(_, channel, st)| channel.is_empty() && st == "no_channel")
+    );
+    let sms = status("sms");
+    let birthday = sms.iter().find(|(s, _, _)| s == "birthday_care").unwrap();
+    assert_eq!(
+        (birthday.1.as_str(), birthday.2.as_str()),
+        ("sms", "planned")
+    );
+    let warranty = sms
+        .iter()
+        .find(|(s, _, _)| s == "extended_warranty")
+        .unwrap();
+    assert_eq!(warranty.2, "no_channel");
+}
+
+/// Relabelling one vehicle gives it what a full relabel gives it, but for percentile tiers:
+/// its own score is the same, while the others' scores, which its change moves, wait for the
+/// next full relabel.
+async fn a_partial_relabel_agrees_with_a_full_one(store: Store) {
+    base_registry(&store).await;
+    let customers: Vec<Customer> = (0..6)
+        .map(|i| customer(&format!("c{i}"), every_channel()))
+        .collect();
+    store.import(&Import::Customers(customers)).await.unwrap();
+    let vehicles: Vec<Vehicle> = (0..6)
+        .map(|i| vehicle(&format!("P{i}"), &format!("c{i}"), PriceClass::Mid))
+        .collect();
+    store.import(&Import::Vehicles(vehicles)).await.unwrap();
+    for i in 0..6u32 {
+        drive(
+            &store,
+            &format!("P{i}"),
+            10 + 20 * i,
+            50 + 8 * i as u8,
+            0,
+            0,
+        )
+        .await;
+        store
+            .import(&Import::ServiceVisits(vec![visit(
+                &format!("P{i}"),
+                100 + 40 * i64::from(i),
+                200.0 * f64::from(i + 1),
+                VisitKind::Maintenance,
+            )]))
+            .await
+            .unwrap();
+    }
+    let rules = Rules::defaults();
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    // P2 now drives far more: relabel only P2, then compare with a full relabel.
+    let more: Vec<_> = (0..30)
+        .map(|d| incoming("dev-P2", 100 + d, day_summary(d as i64, 200, 40, 3, 1)))
+        .collect();
+    store.ingest(&more).await.unwrap();
+    relabel(&store, &rules, &Scope::Vin("P2".into()), today(), |_| {})
+        .await
+        .unwrap();
+    let partial = store.labels_of_vin("P2").await.unwrap();
+    let partial_score = store.tier_scores("consumption_ability").await.unwrap()["P2"];
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let full = store.labels_of_vin("P2").await.unwrap();
+    let full_score = store.tier_scores("consumption_ability").await.unwrap()["P2"];
+    let tiers: Vec<&str> = rules.tiers.iter().map(|t| t.group.as_str()).collect();
+    let without_tiers = |labels: &[(String, String)]| -> Vec<(String, String)> {
+        labels
+            .iter()
+            .filter(|(g, _)| !tiers.contains(&g.as_str()))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(without_tiers(&partial), without_tiers(&full));
+    assert!(
+        (partial_score - full_score).abs() < 1e-9,
+        "{partial_score} vs {full_score}"
+    );
+    assert!(
+        full.iter().any(|(g, v)| g == "style" && v == "aggressive"),
+        "{full:?}"
+    );
+}
+
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let Some(store) = super::postgres_store(stringify!($name)).await else { return };
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    tiers_split_30_40_30,
+    weighted_scores_by_hand,
+    every_strategy_fires_for_its_customer,
+    caps_and_opt_outs,
+    a_partial_relabel_agrees_with_a_full_one
+);
