@@ -150,6 +150,13 @@ impl<R: BufRead> NmeaReader<R> {
             Ok(ParseResult::RMC(rmc)) => self.rmc(rmc),
             Ok(ParseResult::GGA(gga)) => self.gga(gga),
             Ok(ParseResult::VTG(vtg)) => {
+                if let Some(knots) = vtg.speed_over_ground
+                    && !(0.0..=MAX_SPEED_MPS / KNOTS_TO_MPS).contains(&knots)
+                {
+                    return Some(
+                        self.bad(BadReason::ImpossibleValue, &format!("speed {knots} kn")),
+                    );
+                }
                 if let Some(epoch) = &mut self.epoch {
                     epoch.vtg.get_or_insert((
                         vtg.speed_over_ground.map(|knots| knots * KNOTS_TO_MPS),
@@ -490,6 +497,23 @@ $GPGGA,124022.00,4810.8509,N,01133.9095,E,1,04,23.9,-0704.5,M,0046.3,M,,*41
         assert!(bad.is_empty(), "{bad:?}");
         assert!((fixes[0].speed_mps.unwrap() - 5.5 * 0.514_444).abs() < 1e-3);
         assert_eq!(fixes[0].course_deg, Some(54.7));
+    }
+
+    /// Caught by the speed property of `fuzz/fuzz_targets/nmea_line.rs`: a VTG's speed reached the
+    /// fix unchecked, so `nan`, `inf` or a negative speed became the fix's speed when its RMC had
+    /// none.
+    #[test]
+    fn an_impossible_vtg_speed_is_a_bad_line_not_the_fix_speed() {
+        let rmc = "GPRMC,120000.00,A,4810.8509,N,01133.9095,E,,,010409,,,A";
+        for knots in ["nan", "inf", "-5.0", "600.0"] {
+            let vtg = format!("GPVTG,054.7,T,034.4,M,{knots},N,010.2,K");
+            let text = format!("${rmc}*{}\n${vtg}*{}\n", checksum(rmc), checksum(&vtg));
+            let (fixes, bad, _) = read(&text);
+            let found: Vec<(u64, BadReason)> = bad.iter().map(|b| (b.line, b.reason)).collect();
+            assert_eq!(found, [(2, BadReason::ImpossibleValue)], "{knots}");
+            assert_eq!(fixes.len(), 1, "{knots}: the RMC still gives a fix");
+            assert_eq!(fixes[0].speed_mps, None, "{knots}");
+        }
     }
 
     #[test]

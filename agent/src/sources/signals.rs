@@ -152,7 +152,18 @@ fn in_range(value: f64, low: f64, high: f64, name: &str) -> Result<f64, (BadReas
 
 fn parse_time(cell: &str) -> Result<Millis, (BadReason, String)> {
     if let Ok(seconds) = cell.parse::<f64>() {
-        return Ok((seconds * 1000.0).round() as Millis);
+        // `f64` also parses "NaN" and "inf", and `as` would turn them into 1970 and year 292
+        // million: keep Unix seconds to the years RFC 3339 can write (-9999 to 9999).
+        let ms = (seconds * 1000.0).round();
+        let calendar = jiff::Timestamp::MIN.as_millisecond() as f64
+            ..=jiff::Timestamp::MAX.as_millisecond() as f64;
+        if !calendar.contains(&ms) {
+            return Err((
+                BadReason::ImpossibleValue,
+                format!("time {cell:?} is not a Unix time between the years -9999 and 9999"),
+            ));
+        }
+        return Ok(ms as Millis);
     }
     cell.parse::<jiff::Timestamp>()
         .map(|timestamp| timestamp.as_millisecond())
@@ -198,6 +209,26 @@ mod tests {
             items[3].as_ref().unwrap_err().reason,
             BadReason::ImpossibleValue
         );
+    }
+
+    /// Caught by the time property of `fuzz/fuzz_targets/signals_csv.rs`: Unix seconds were cast
+    /// unchecked, so `NaN` became 1970-01-01, `inf` the year 292 million and 17145714550401 s the
+    /// year 545 000, past anything a calendar or the local clock can place.
+    #[test]
+    fn unix_seconds_outside_the_calendar_are_impossible() {
+        let csv = "time,ignition\nNaN,1\ninf,1\n17145714550401,1\n-1e300,1\n253402207200,1\n";
+        let items: Vec<_> = SignalReader::new(csv.as_bytes()).unwrap().collect();
+        let reasons: Vec<_> = items[..4]
+            .iter()
+            .map(|item| item.as_ref().map_err(|bad| (bad.line, bad.reason)))
+            .collect();
+        let impossible = |line| Err((line, BadReason::ImpossibleValue));
+        assert_eq!(
+            reasons,
+            [impossible(2), impossible(3), impossible(4), impossible(5)]
+        );
+        // jiff's last second, 9999-12-30T22:00:00Z, is still a time.
+        assert_eq!(items[4].as_ref().unwrap().t_ms, 253_402_207_200_000);
     }
 
     #[test]

@@ -15,8 +15,9 @@
 
 use std::collections::VecDeque;
 
+use super::at_least_m;
 use crate::config::TripRules;
-use crate::sample::{Fix, Millis, Sample, distance_m};
+use crate::sample::{Fix, Millis, Sample};
 
 /// What the segmenter says about the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Segmenter {
     dwell_ms: Millis,
     max_gap_ms: Millis,
     anchor: Option<Fix>,
+    /// Cosine of the anchor's latitude, for [`super::at_least_m`].
+    anchor_cos_lat: f64,
     last_fix: Option<Fix>,
     pending: VecDeque<Sample>,
     in_stop: bool,
@@ -48,6 +51,7 @@ impl Segmenter {
             dwell_ms: (rules.stop_dwell_s * 1000.0) as Millis,
             max_gap_ms: (rules.max_gap_s * 1000.0) as Millis,
             anchor: None,
+            anchor_cos_lat: 1.0,
             last_fix: None,
             pending: VecDeque::new(),
             in_stop: false,
@@ -92,12 +96,12 @@ impl Segmenter {
             self.end_piece(out);
         }
         let Some(anchor) = self.anchor else {
-            self.anchor = Some(fix);
+            self.set_anchor(fix);
             self.pending.push_back(Sample::Fix(fix));
             self.last_fix = Some(fix);
             return;
         };
-        if distance_m(&anchor, &fix) >= self.radius_m {
+        if at_least_m(&anchor, self.anchor_cos_lat, &fix, self.radius_m) {
             if self.in_stop {
                 // The stop ended at the last fix, which is where the next trip departs.
                 if let Some(last) = self.last_fix {
@@ -108,7 +112,7 @@ impl Segmenter {
                 self.flush(out);
             }
             self.trip_open = true;
-            self.anchor = Some(fix);
+            self.set_anchor(fix);
             self.pending.clear();
             self.pending.push_back(Sample::Fix(fix));
         } else if !self.in_stop {
@@ -128,6 +132,11 @@ impl Segmenter {
             }
         }
         self.last_fix = Some(fix);
+    }
+
+    fn set_anchor(&mut self, fix: Fix) {
+        self.anchor = Some(fix);
+        self.anchor_cos_lat = fix.lat.to_radians().cos();
     }
 
     /// Hands every undecided sample to the trip.

@@ -12,8 +12,9 @@
 //! and a run that lasted long enough before a gap or the end of the input is still a stay.
 //! With it off, the results are trackintel's, which the cross-check script relies on.
 
+use super::at_least_m;
 use crate::config::PlaceRules;
-use crate::sample::{Fix, Millis, distance_m};
+use crate::sample::{Fix, Millis};
 
 /// One stay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +48,8 @@ pub struct StayDetector {
     max_gap_ms: Millis,
     bridge_gaps: bool,
     anchor: Option<Fix>,
+    /// Cosine of the anchor's latitude, for [`super::at_least_m`].
+    anchor_cos_lat: f64,
     last: Option<Fix>,
     sum: (f64, f64),
     count: u32,
@@ -62,6 +65,7 @@ impl StayDetector {
             max_gap_ms: (rules.stay_max_gap_s * 1000.0) as Millis,
             bridge_gaps: rules.bridge_gaps,
             anchor: None,
+            anchor_cos_lat: 1.0,
             last: None,
             sum: (0.0, 0.0),
             count: 0,
@@ -84,7 +88,7 @@ impl StayDetector {
             self.restart(fix);
             return None;
         };
-        let inside = distance_m(&anchor, &fix) < self.radius_m;
+        let inside = !at_least_m(&anchor, self.anchor_cos_lat, &fix, self.radius_m);
         if fix.t_ms - last.t_ms > self.max_gap_ms {
             if self.bridge_gaps && inside {
                 self.bridged = true;
@@ -133,6 +137,7 @@ impl StayDetector {
 
     fn restart(&mut self, fix: Fix) {
         self.anchor = Some(fix);
+        self.anchor_cos_lat = fix.lat.to_radians().cos();
         self.sum = (0.0, 0.0);
         self.count = 0;
         self.bridged = false;
