@@ -117,8 +117,56 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Manage API keys: create (shown once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Export labelled vehicles and their customers, streamed, as CSV (with a header row) or
+    /// NDJSON.
+    ///
+    /// Examples:
+    ///   drivetag-server export > all.csv
+    ///   drivetag-server export --format ndjson --label "lifecycle=lost AND style=aggressive"
+    ///   drivetag-server export --as fleet:taxi-co > taxi-co.csv
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// csv or ndjson.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "ndjson"])]
+        format: String,
+        /// Label filter, e.g. `lifecycle=lost AND style=aggressive`.
+        #[arg(long)]
+        label: Option<String>,
+        /// Export what this role sees: admin (everything), store:<id> or fleet:<id>.
+        #[arg(long = "as", default_value = "admin", value_name = "ROLE")]
+        role: String,
+    },
     /// Check a configuration file and print it with every default filled in.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; it is printed once, and only its hash is stored.
+    ///
+    /// Example:
+    ///   drivetag-server keys create --role fleet:taxi-co --name "Taxi Co reporting"
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// admin, store:<store id> or fleet:<fleet id>.
+        #[arg(long)]
+        role: String,
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (the part after `dt_`, before the second `_`).
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +329,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }),
         },
+        Command::Keys { command } => runtime()?.block_on(async move {
+            use crate::service::access::{Keys, Role};
+            let store = Store::open(&config.database.url)
+                .await
+                .with_context(|| format!("database {}", config.database.url))?;
+            match command {
+                KeysCommand::Create { role, name } => {
+                    let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
+                    let key = Keys::create(&store, &role, &name).await?;
+                    println!("{key}");
+                    eprintln!(
+                        "Keep this key: it is shown once. Use it as `Authorization: Bearer {key}`."
+                    );
+                }
+                KeysCommand::List => {
+                    for key in Keys::list(&store).await? {
+                        let state = key
+                            .revoked_s
+                            .map_or("active".to_owned(), |s| format!("revoked at {s}"));
+                        println!("{:<14} {:<20} {:<30} {state}", key.id, key.role, key.name);
+                    }
+                }
+                KeysCommand::Revoke { id } => {
+                    if Keys::revoke(&store, &id).await? {
+                        println!("revoked {id}");
+                    } else {
+                        anyhow::bail!("no active key {id}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Export {
+            format,
+            label,
+            role,
+        } => runtime()?.block_on(async move {
+            use std::io::Write;
+            let role = crate::service::access::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let caller = crate::service::access::Caller {
+                key_id: "cli".into(),
+                role,
+            };
+            let store = Store::open(&config.database.url)
+                .await
+                .with_context(|| format!("database {}", config.database.url))?;
+            let format = if format == "ndjson" {
+                crate::service::export::Format::Ndjson
+            } else {
+                crate::service::export::Format::Csv
+            };
+            let started = std::time::Instant::now();
+            let mut export =
+                crate::service::export::Export::start(store, caller, label, format).await?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = export.next_chunk().await? {
+                if let Err(error) = out.write_all(&chunk) {
+                    if error.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    return Err(error.into());
+                }
+            }
+            out.flush()?;
+            eprintln!(
+                "exported {} vehicles in {:.2} s",
+                export.rows,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Import { kind, file } => runtime()?.block_on(async move {
             let store = Store::open(&config.database.url)
                 .await

@@ -23,6 +23,31 @@ pub struct ServerConfig {
     pub ingest: IngestConfig,
     /// What every agent is told.
     pub agents: AgentsConfig,
+    /// Labelling.
+    pub labels: LabelsConfig,
+}
+
+/// Labelling.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelsConfig {
+    /// The rules file. Empty (the default): the shipped rules (`drivetag-server rules defaults`).
+    pub rules: PathBuf,
+    /// Vehicles that sent new data are relabelled this often, seconds. Default 60.
+    pub interval_s: u64,
+    /// Every vehicle is relabelled, and percentile tiers re-ranked, this often, hours.
+    /// Default 24.
+    pub full_every_h: u64,
+}
+
+impl Default for LabelsConfig {
+    fn default() -> Self {
+        LabelsConfig {
+            rules: PathBuf::new(),
+            interval_s: 60,
+            full_every_h: 24,
+        }
+    }
 }
 
 /// How envelopes are stored.
@@ -66,12 +91,15 @@ pub struct HttpConfig {
     /// Address to listen on. Default `127.0.0.1:8080`: local only until you put a TLS proxy in
     /// front of it.
     pub listen: SocketAddr,
+    /// Requests per second each API key may make (bursts of twice as many). Default 50.
+    pub rate_per_s: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            rate_per_s: 50,
         }
     }
 }

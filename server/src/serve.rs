@@ -119,6 +119,20 @@ pub async fn start(
     {
         warn!(broker = %format!("{host}:{port}"), "The broker has not answered yet; ingest keeps trying.");
     }
+    let rules = if config.labels.rules.as_os_str().is_empty() {
+        crate::labels::rules::Rules::defaults()
+    } else {
+        let path = &config.labels.rules;
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        crate::labels::rules::Rules::parse(&text, &path.display().to_string())?
+    };
+    tokio::spawn(crate::labeller::run(
+        store.clone(),
+        rules,
+        Duration::from_secs(config.labels.interval_s),
+        Duration::from_secs(config.labels.full_every_h.saturating_mul(3600)),
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| {
@@ -129,10 +143,11 @@ pub async fn start(
         })?;
     let http = listener.local_addr()?;
     info!(listen = %http, "HTTP API ready.");
-    let app = router(AppState {
-        store: store.clone(),
+    let app = router(AppState::new(
+        store.clone(),
         metrics,
-    });
+        config.http.rate_per_s,
+    ));
     let mut http_shutdown = shutdown;
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)

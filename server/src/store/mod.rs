@@ -187,9 +187,10 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "labels", include_str!("migrations/0002_labels.sql")),
+    (3, "api_keys", include_str!("migrations/0003_api_keys.sql")),
 ];
 
 fn render(template: &str, dialect: Dialect) -> String {

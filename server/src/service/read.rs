@@ -1,0 +1,635 @@
+//! What the API and exports read: vehicles, customers, labels with their explanations,
+//! next-best actions, distributions. Every query takes the [`Caller`], whose scope it applies.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::access::Caller;
+use super::filter::{self, FilterError};
+use crate::store::{Row, Store, StoreError, Value};
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The label filter is not one.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A page of results and where the next one starts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// A vehicle in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct VehicleSummary {
+    /// VIN.
+    pub vin: String,
+    /// The head unit, when it has drivetag.
+    pub device_id: Option<String>,
+    /// Make.
+    pub make: String,
+    /// Model.
+    pub model: String,
+    /// Model year.
+    pub model_year: i64,
+    /// ice, hev, phev or ev.
+    pub energy: String,
+    /// economy, mid, premium or luxury.
+    pub price_class: String,
+    /// Owner or main driver.
+    pub customer_id: Option<String>,
+    /// Fleet.
+    pub fleet_id: Option<String>,
+    /// Store.
+    pub store_id: Option<i64>,
+    /// Labels as `group=label`.
+    pub labels: Vec<String>,
+}
+
+/// A label with why it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LabelView {
+    /// Its group.
+    pub group: String,
+    /// The label.
+    pub value: String,
+    /// The rule that gave it, as written in the rules file.
+    pub rule: String,
+    /// The features the rule read with their values, or a tier's score, rank and population.
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+    /// The labelling day, YYYY-MM-DD.
+    pub labelled: String,
+}
+
+/// One next-best action.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ActionView {
+    /// The strategy.
+    pub strategy: String,
+    /// Its priority (higher first).
+    pub priority: i64,
+    /// 1 = do this first.
+    pub rank: i64,
+    /// The channel the customer consented to, if any.
+    pub channel: Option<String>,
+    /// planned, capped (contact cap reached) or no_channel (no consent).
+    pub status: String,
+    /// What it offers and why it applies.
+    pub reason: String,
+}
+
+/// A vehicle with its features, labels and actions.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct VehicleDetail {
+    /// The vehicle.
+    pub vehicle: VehicleSummary,
+    /// The features at the last labelling (absent before the first).
+    #[schema(value_type = Object)]
+    pub features: serde_json::Value,
+    /// Labels with explanations.
+    pub labels: Vec<LabelView>,
+    /// Next-best actions, best first.
+    pub actions: Vec<ActionView>,
+}
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CustomerView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Phone.
+    pub phone: String,
+    /// E-mail.
+    pub email: String,
+    /// WeChat id.
+    pub wechat: String,
+    /// Channels the customer consented to.
+    pub opt_in: Vec<String>,
+    /// Birthday month.
+    pub birthday_month: Option<i64>,
+    /// Home store.
+    pub home_store_id: Option<i64>,
+    /// Fleet.
+    pub fleet_id: Option<String>,
+    /// Their vehicles the caller may see.
+    pub vehicles: Vec<String>,
+}
+
+/// A customer's vehicles with labels and actions.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CustomerLabels {
+    /// The customer.
+    pub customer_id: String,
+    /// Each vehicle's labels and actions.
+    pub vehicles: Vec<VehicleDetail>,
+}
+
+/// A dead letter, for admins.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// Id.
+    pub id: i64,
+    /// Received, UTC seconds.
+    pub received_s: i64,
+    /// Topic.
+    pub topic: String,
+    /// Device, when known.
+    pub device_id: Option<String>,
+    /// Sequence number, when known.
+    pub seq: Option<i64>,
+    /// Reason code.
+    pub reason: String,
+    /// Detail.
+    pub detail: String,
+    /// Payload size, bytes.
+    pub bytes: usize,
+    /// The first 64 bytes, hex.
+    pub head_hex: String,
+}
+
+fn text(row: &Row, i: usize) -> String {
+    row.get(i)
+        .and_then(Value::text)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn opt_text(row: &Row, i: usize) -> Option<String> {
+    row.get(i).and_then(Value::text).map(str::to_owned)
+}
+
+fn day_text(day: i64) -> String {
+    (jiff::civil::date(1970, 1, 1) + jiff::Span::new().days(day)).to_string()
+}
+
+/// Builds `$first, $first+1, ...` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const VEHICLE_COLUMNS: &str = "v.vin, v.device_id, v.make, v.model, v.model_year, v.energy, v.price_class, v.customer_id, v.fleet_id, v.store_id";
+
+fn vehicle(row: &Row) -> VehicleSummary {
+    VehicleSummary {
+        vin: text(row, 0),
+        device_id: opt_text(row, 1),
+        make: text(row, 2),
+        model: text(row, 3),
+        model_year: row[4].int().unwrap_or(0),
+        energy: text(row, 5),
+        price_class: text(row, 6),
+        customer_id: opt_text(row, 7),
+        fleet_id: opt_text(row, 8),
+        store_id: row[9].int(),
+        labels: Vec::new(),
+    }
+}
+
+/// Most items per page.
+pub const MAX_PAGE: usize = 500;
+
+impl Store {
+    async fn attach_labels(&self, vehicles: &mut [VehicleSummary]) -> Result<(), StoreError> {
+        if vehicles.is_empty() {
+            return Ok(());
+        }
+        let params: Vec<Value> = vehicles
+            .iter()
+            .map(|v| Value::from(v.vin.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT vin, grp, value FROM labels WHERE vin IN ({}) ORDER BY vin, grp, value",
+            placeholders(1, params.len())
+        );
+        let mut by_vin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in self.query(sql, params).await? {
+            by_vin.entry(text(&row, 0)).or_default().push(format!(
+                "{}={}",
+                text(&row, 1),
+                text(&row, 2)
+            ));
+        }
+        for vehicle in vehicles {
+            vehicle.labels = by_vin.remove(&vehicle.vin).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Vehicles the caller may see, by VIN, filtered by labels, a page after `after`.
+    pub async fn list_vehicles(
+        &self,
+        caller: &Caller,
+        label_filter: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<VehicleSummary>, ReadError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (scope, mut params) = caller.vehicle_scope(1);
+        let filter = match label_filter.filter(|f| !f.trim().is_empty()) {
+            Some(text) => {
+                let compiled = filter::compile(text, params.len() + 1)?;
+                params.extend(compiled.params);
+                compiled.sql
+            }
+            None => "1 = 1".to_owned(),
+        };
+        params.push(after.unwrap_or("").into());
+        let after_param = params.len();
+        params.push((limit as i64 + 1).into());
+        let sql = format!(
+            "SELECT {VEHICLE_COLUMNS} FROM vehicles v WHERE {scope} AND {filter} AND v.vin > ${after_param} \
+             ORDER BY v.vin LIMIT ${}",
+            after_param + 1
+        );
+        let rows = self.query(sql, params).await?;
+        let mut items: Vec<VehicleSummary> = rows.iter().take(limit).map(vehicle).collect();
+        let next = (rows.len() > limit)
+            .then(|| items.last().map(|v| v.vin.clone()))
+            .flatten();
+        self.attach_labels(&mut items).await?;
+        Ok(Page { items, next })
+    }
+
+    /// One vehicle with features, labels and actions, if the caller may see it.
+    pub async fn vehicle_detail(
+        &self,
+        caller: &Caller,
+        vin: &str,
+    ) -> Result<Option<VehicleDetail>, StoreError> {
+        let (scope, mut params) = caller.vehicle_scope(2);
+        let mut all = vec![Value::from(vin)];
+        all.append(&mut params);
+        let sql = format!("SELECT {VEHICLE_COLUMNS} FROM vehicles v WHERE v.vin = $1 AND {scope}");
+        let Some(row) = self.query(sql, all).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut summary = vec![vehicle(&row)];
+        self.attach_labels(&mut summary).await?;
+        let summary = summary.remove(0);
+        let features = self.features_of(vin).await?;
+        let labels = self
+            .query("SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value", vec![vin.into()])
+            .await?
+            .iter()
+            .map(|row| LabelView {
+                group: text(row, 0),
+                value: text(row, 1),
+                rule: text(row, 2),
+                evidence: serde_json::from_str(&text(row, 3)).unwrap_or(serde_json::Value::Null),
+                labelled: day_text(row[4].int().unwrap_or(0)),
+            })
+            .collect();
+        let actions = self
+            .query("SELECT strategy, priority, rank, channel, status, reason FROM actions WHERE vin = $1 ORDER BY rank", vec![vin.into()])
+            .await?
+            .iter()
+            .map(|row| ActionView {
+                strategy: text(row, 0),
+                priority: row[1].int().unwrap_or(0),
+                rank: row[2].int().unwrap_or(0),
+                channel: opt_text(row, 3),
+                status: text(row, 4),
+                reason: text(row, 5),
+            })
+            .collect();
+        Ok(Some(VehicleDetail {
+            vehicle: summary,
+            features,
+            labels,
+            actions,
+        }))
+    }
+
+    async fn features_of(&self, vin: &str) -> Result<serde_json::Value, StoreError> {
+        let columns: Vec<&str> = crate::labels::features::FEATURES
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        let sql = format!(
+            "SELECT labelled_day, {} FROM profiles WHERE vin = $1",
+            columns.join(", ")
+        );
+        let Some(row) = self.query(sql, vec![vin.into()]).await?.into_iter().next() else {
+            return Ok(serde_json::Value::Null);
+        };
+        let mut map = serde_json::Map::new();
+        map.insert(
+            "labelled".into(),
+            day_text(row[0].int().unwrap_or(0)).into(),
+        );
+        for (name, value) in columns.iter().zip(&row[1..]) {
+            let json = match value {
+                Value::Text(s) => serde_json::Value::from(s.clone()),
+                other => other
+                    .real()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            };
+            map.insert((*name).to_owned(), json);
+        }
+        Ok(serde_json::Value::Object(map))
+    }
+
+    /// Customers the caller may see, filtered by their vehicles' labels.
+    pub async fn list_customers(
+        &self,
+        caller: &Caller,
+        label_filter: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CustomerView>, ReadError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (scope, mut params) = caller.customer_scope(1);
+        let filter = match label_filter.filter(|f| !f.trim().is_empty()) {
+            Some(text) => {
+                // PostgreSQL refuses a parameter the SQL does not use: bind the vehicle scope
+                // only with the filter that uses it.
+                let (vscope, vparams) = caller.vehicle_scope(params.len() + 1);
+                params.extend(vparams);
+                let compiled = filter::compile(text, params.len() + 1)?;
+                params.extend(compiled.params);
+                format!(
+                    "EXISTS (SELECT 1 FROM vehicles v WHERE v.customer_id = c.id AND {vscope} AND {})",
+                    compiled.sql
+                )
+            }
+            None => "1 = 1".to_owned(),
+        };
+        params.push(after.unwrap_or("").into());
+        let after_param = params.len();
+        params.push((limit as i64 + 1).into());
+        let sql = format!(
+            "SELECT c.id FROM customers c WHERE {scope} AND {filter} AND c.id > ${after_param} ORDER BY c.id LIMIT ${}",
+            after_param + 1
+        );
+        let ids: Vec<String> = self
+            .query(sql, params)
+            .await?
+            .iter()
+            .map(|row| text(row, 0))
+            .collect();
+        let next = (ids.len() > limit)
+            .then(|| ids.get(limit - 1).cloned())
+            .flatten();
+        let mut items = Vec::new();
+        for id in ids.iter().take(limit) {
+            if let Some(customer) = self.customer(caller, id).await? {
+                items.push(customer);
+            }
+        }
+        Ok(Page { items, next })
+    }
+
+    /// One customer, if the caller may see them.
+    pub async fn customer(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Option<CustomerView>, StoreError> {
+        let (scope, params) = caller.customer_scope(2);
+        let mut all = vec![Value::from(id)];
+        all.extend(params);
+        let sql = format!(
+            "SELECT c.id, c.name, c.phone, c.email, c.wechat, c.push_opt_in, c.sms_opt_in, c.wechat_opt_in, \
+             c.email_opt_in, c.phone_opt_in, c.mail_opt_in, c.birthday_month, c.home_store_id, c.fleet_id \
+             FROM customers c WHERE c.id = $1 AND {scope}"
+        );
+        let Some(row) = self.query(sql, all).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let channels = ["push", "sms", "wechat", "email", "phone", "mail"];
+        let opt_in = channels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| row[5 + i].bool().unwrap_or(false))
+            .map(|(_, c)| (*c).to_owned())
+            .collect();
+        let (vscope, vparams) = caller.vehicle_scope(2);
+        let mut params = vec![Value::from(id)];
+        params.extend(vparams);
+        let vehicles = self
+            .query(format!("SELECT v.vin FROM vehicles v WHERE v.customer_id = $1 AND {vscope} ORDER BY v.vin"), params)
+            .await?
+            .iter()
+            .map(|row| text(row, 0))
+            .collect();
+        Ok(Some(CustomerView {
+            id: text(&row, 0),
+            name: text(&row, 1),
+            phone: text(&row, 2),
+            email: text(&row, 3),
+            wechat: text(&row, 4),
+            opt_in,
+            birthday_month: row[11].int(),
+            home_store_id: row[12].int(),
+            fleet_id: opt_text(&row, 13),
+            vehicles,
+        }))
+    }
+
+    /// A customer's vehicles with labels, explanations and actions.
+    pub async fn customer_labels(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Option<CustomerLabels>, StoreError> {
+        let Some(customer) = self.customer(caller, id).await? else {
+            return Ok(None);
+        };
+        let mut vehicles = Vec::new();
+        for vin in &customer.vehicles {
+            if let Some(detail) = self.vehicle_detail(caller, vin).await? {
+                vehicles.push(detail);
+            }
+        }
+        Ok(Some(CustomerLabels {
+            customer_id: customer.id,
+            vehicles,
+        }))
+    }
+
+    /// How many of the store's vehicles carry each label, by group; `None` if the caller may
+    /// not see the store.
+    pub async fn label_distribution(
+        &self,
+        caller: &Caller,
+        store_id: i64,
+    ) -> Result<Option<BTreeMap<String, BTreeMap<String, i64>>>, StoreError> {
+        match &caller.role {
+            super::access::Role::Admin => {}
+            super::access::Role::Store(own) if *own == store_id => {}
+            _ => return Ok(None),
+        }
+        let exists = self
+            .query("SELECT 1 FROM stores WHERE id = $1", vec![store_id.into()])
+            .await?;
+        if exists.is_empty() {
+            return Ok(None);
+        }
+        let mut groups: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for row in self
+            .query(
+                "SELECT l.grp, l.value, COUNT(*) FROM labels l JOIN vehicles v ON v.vin = l.vin \
+                 WHERE v.store_id = $1 GROUP BY l.grp, l.value ORDER BY l.grp, l.value",
+                vec![store_id.into()],
+            )
+            .await?
+        {
+            groups
+                .entry(text(&row, 0))
+                .or_default()
+                .insert(text(&row, 1), row[2].int().unwrap_or(0));
+        }
+        Ok(Some(groups))
+    }
+
+    /// Dead letters, newest first, a page before `before` (an id).
+    pub async fn dead_letter_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<DeadLetterView>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let rows = self
+            .query(
+                "SELECT id, received_s, topic, device_id, seq, reason, detail, payload FROM dead_letters \
+                 WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                vec![before.unwrap_or(i64::MAX).into(), (limit as i64 + 1).into()],
+            )
+            .await?;
+        let items: Vec<DeadLetterView> = rows
+            .iter()
+            .take(limit)
+            .map(|row| {
+                let payload = row[7].bytes().unwrap_or_default();
+                DeadLetterView {
+                    id: row[0].int().unwrap_or(0),
+                    received_s: row[1].int().unwrap_or(0),
+                    topic: text(row, 2),
+                    device_id: opt_text(row, 3),
+                    seq: row[4].int(),
+                    reason: text(row, 5),
+                    detail: text(row, 6),
+                    bytes: payload.len(),
+                    head_hex: payload
+                        .iter()
+                        .take(64)
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                }
+            })
+            .collect();
+        let next = (rows.len() > limit)
+            .then(|| items.last().map(|d| d.id.to_string()))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    /// The label groups in use, for export columns.
+    pub async fn label_groups(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query("SELECT DISTINCT grp FROM labels ORDER BY grp", vec![])
+            .await?
+            .iter()
+            .map(|row| text(row, 0))
+            .collect())
+    }
+
+    /// One page of the export: vehicles with customer, labels per group and the first action.
+    pub async fn export_page(
+        &self,
+        caller: &Caller,
+        label_filter: Option<&str>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ExportRow>, ReadError> {
+        let (scope, mut params) = caller.vehicle_scope(1);
+        let filter = match label_filter.filter(|f| !f.trim().is_empty()) {
+            Some(text) => {
+                let compiled = filter::compile(text, params.len() + 1)?;
+                params.extend(compiled.params);
+                compiled.sql
+            }
+            None => "1 = 1".to_owned(),
+        };
+        params.push(after.into());
+        let after_param = params.len();
+        params.push((limit as i64).into());
+        let sql = format!(
+            "SELECT {VEHICLE_COLUMNS}, c.name, a.strategy, a.channel, a.status FROM vehicles v \
+             LEFT JOIN customers c ON c.id = v.customer_id \
+             LEFT JOIN actions a ON a.vin = v.vin AND a.rank = 1 \
+             WHERE {scope} AND {filter} AND v.vin > ${after_param} ORDER BY v.vin LIMIT ${}",
+            after_param + 1
+        );
+        let rows = self.query(sql, params).await?;
+        let mut out: Vec<ExportRow> = rows
+            .iter()
+            .map(|row| ExportRow {
+                vehicle: vehicle(row),
+                customer_name: opt_text(row, 10),
+                first_action: opt_text(row, 11),
+                first_channel: opt_text(row, 12),
+                first_status: opt_text(row, 13),
+                labels: BTreeMap::new(),
+            })
+            .collect();
+        if let (Some(first), Some(last)) = (out.first(), out.last()) {
+            let labels = self
+                .query(
+                    "SELECT vin, grp, value FROM labels WHERE vin >= $1 AND vin <= $2 ORDER BY vin, grp, value",
+                    vec![first.vehicle.vin.clone().into(), last.vehicle.vin.clone().into()],
+                )
+                .await?;
+            let mut index = 0;
+            for row in labels {
+                let vin = text(&row, 0);
+                while index < out.len() && out[index].vehicle.vin < vin {
+                    index += 1;
+                }
+                if let Some(item) = out.get_mut(index).filter(|item| item.vehicle.vin == vin) {
+                    let entry = item.labels.entry(text(&row, 1)).or_default();
+                    if !entry.is_empty() {
+                        entry.push(';');
+                    }
+                    entry.push_str(&text(&row, 2));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One exported vehicle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRow {
+    /// The vehicle.
+    pub vehicle: VehicleSummary,
+    /// Its customer's name.
+    pub customer_name: Option<String>,
+    /// The first next-best action.
+    pub first_action: Option<String>,
+    /// Its channel.
+    pub first_channel: Option<String>,
+    /// Its status.
+    pub first_status: Option<String>,
+    /// Labels by group, `;`-joined when a group has several.
+    pub labels: BTreeMap<String, String>,
+}
