@@ -14,7 +14,7 @@
 //! disconnects. A recorded file is not finished early: after a restart it is read again and
 //! continues where it stopped.
 
-use std::path::PathBuf;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, mpsc};
@@ -27,13 +27,15 @@ use drivetag_shared::wire::{ConfigRejection, ConfigUpdate, Uplink, VehicleInfo};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::config::InputConfig;
 use crate::config::{AgentFileConfig, PipelineConfig};
 use crate::outbox::{Checkpoint, Opened, Outbox};
 use crate::pipeline::{Output, Pipeline};
 use crate::sample::{Millis, Sample, Signal};
 use crate::sources::BadLine;
+use crate::sources::detect::Format;
 use crate::sources::merge::{Input, Merge};
-use crate::sources::open::{GpsInput, open};
+use crate::sources::open::{FixStream, GpsInput, OpenError, open};
 use crate::sources::replay::{Pacer, Speed};
 use crate::sources::signals::SignalReader;
 use crate::uplink::{self, Shared, UplinkSettings};
@@ -55,6 +57,41 @@ pub struct RunOptions {
     pub exit_when_done: bool,
 }
 
+/// Where an agent's samples come from.
+pub struct Source {
+    /// A name for logs.
+    pub name: String,
+    /// For an input that can be read again from its start (a recorded file), an identity that
+    /// changes when it does; `None` for live inputs.
+    pub replay_id: Option<String>,
+    /// Whether to reconnect when the input ends (a gpsd socket).
+    pub reconnect: bool,
+    /// Opens the GPS stream.
+    pub gps: Box<dyn Fn() -> Result<(Format, FixStream), OpenError> + Send + Sync>,
+    /// Opens the vehicle-signal CSV, if there is one.
+    pub signals: Option<Box<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>>,
+}
+
+impl Source {
+    /// The input a configuration names.
+    pub fn from_config(input: &InputConfig) -> Source {
+        let gps = GpsInput::parse(&input.gps);
+        let signals = input.signals.clone();
+        Source {
+            name: gps.name(),
+            replay_id: gps.replay_identity(),
+            reconnect: matches!(gps, GpsInput::Gpsd(_)),
+            signals: (!signals.as_os_str().is_empty()).then(|| {
+                Box::new(move || {
+                    std::fs::File::open(&signals).map(|file| Box::new(file) as Box<dyn Read + Send>)
+                })
+                    as Box<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>
+            }),
+            gps: Box::new(move || open(&gps)),
+        }
+    }
+}
+
 fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -66,6 +103,17 @@ fn now_ms() -> Millis {
 /// input is delivered).
 pub async fn run(
     config: AgentFileConfig,
+    options: RunOptions,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let source = Source::from_config(&config.input);
+    run_source(config, source, options, shutdown).await
+}
+
+/// Runs the agent on `source` instead of the configured input (a simulator, a test).
+pub async fn run_source(
+    config: AgentFileConfig,
+    source: Source,
     options: RunOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -89,8 +137,8 @@ pub async fn run(
         }
     }
 
-    let input = GpsInput::parse(&config.input.gps);
-    let replay = input.replay_identity();
+    let replay = source.replay_id.clone();
+    let live = replay.is_none();
     let speed: Speed = config
         .input
         .replay_speed
@@ -110,13 +158,7 @@ pub async fn run(
     let (samples_tx, samples_rx) = sync_channel(4096);
     let input_done = Arc::new(AtomicBool::new(false));
     let fast_until = checkpoint.as_ref().map(|c| c.last_sample_ms);
-    spawn_input(
-        input.clone(),
-        config.input.signals.clone(),
-        speed,
-        fast_until,
-        samples_tx,
-    )?;
+    spawn_input(source, speed, fast_until, samples_tx)?;
 
     let (configs_tx, configs_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -129,7 +171,7 @@ pub async fn run(
         outputs: 0,
         skip: checkpoint.map_or(0, |c| c.outputs),
         last_sample_ms: 0,
-        live: matches!(input, GpsInput::Gpsd(_)) || input.replay_identity().is_none(),
+        live,
         stop: stop.clone(),
         input_done: input_done.clone(),
     };
@@ -194,11 +236,10 @@ pub async fn run(
     }
 }
 
-/// Starts the input thread. A live gpsd is reconnected when it goes away; a recorded input
+/// Starts the input thread. A live gpsd is reconnected when it goes away; any other input
 /// ends with [`Event::End`].
 fn spawn_input(
-    input: GpsInput,
-    signals: PathBuf,
+    source: Source,
     speed: Speed,
     fast_until: Option<Millis>,
     tx: SyncSender<Event>,
@@ -208,19 +249,19 @@ fn spawn_input(
         .spawn(move || {
             let mut backoff = Duration::from_secs(1);
             loop {
-                match read_input(&input, &signals, speed, fast_until, &tx) {
+                match read_input(&source, speed, fast_until, &tx) {
                     Ok(Flow::Stopped) => return,
-                    Ok(Flow::Ended) if !matches!(input, GpsInput::Gpsd(_)) => {
+                    Ok(Flow::Ended) if !source.reconnect => {
                         let _ = tx.send(Event::End);
                         return;
                     }
                     Ok(Flow::Ended) => {
-                        warn!(input = %input.name(), "The GPS input ended; reconnecting.");
+                        warn!(input = %source.name, "The GPS input ended; reconnecting.");
                         backoff = Duration::from_secs(1);
                     }
                     Err(error) => {
                         warn!(%error, retry_in_s = backoff.as_secs(), "Cannot read the GPS input.");
-                        if !matches!(input, GpsInput::Gpsd(_)) {
+                        if !source.reconnect {
                             let _ = tx.send(Event::End);
                             return;
                         }
@@ -242,27 +283,24 @@ enum Flow {
 }
 
 fn read_input(
-    input: &GpsInput,
-    signals: &PathBuf,
+    source: &Source,
     speed: Speed,
     fast_until: Option<Millis>,
     tx: &SyncSender<Event>,
 ) -> anyhow::Result<Flow> {
-    let (format, fixes) = open(input)?;
-    info!(input = %input.name(), format = format.as_str(), "Reading GPS.");
-    let signals: Box<dyn Iterator<Item = Result<Signal, BadLine>>> =
-        if signals.as_os_str().is_empty() {
-            Box::new(std::iter::empty())
-        } else {
-            let file =
-                std::fs::File::open(signals).with_context(|| signals.display().to_string())?;
+    let (format, fixes) = (source.gps)()?;
+    info!(input = %source.name, format = format.as_str(), "Reading GPS.");
+    let signals: Box<dyn Iterator<Item = Result<Signal, BadLine>>> = match &source.signals {
+        None => Box::new(std::iter::empty()),
+        Some(open_signals) => {
+            let reader = open_signals().context("the vehicle-signal input")?;
             Box::new(
-                SignalReader::new(std::io::BufReader::new(file))
-                    .with_context(|| signals.display().to_string())?,
+                SignalReader::new(std::io::BufReader::new(reader))
+                    .context("the vehicle-signal input")?,
             )
-        };
-    let live = matches!(input, GpsInput::Gpsd(_));
-    let mut pacer = Pacer::new(if live { Speed::Max } else { speed });
+        }
+    };
+    let mut pacer = Pacer::new(if source.reconnect { Speed::Max } else { speed });
     let started = Instant::now();
     for item in Merge::new(fixes, signals) {
         let event = match item {

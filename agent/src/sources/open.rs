@@ -111,7 +111,8 @@ pub fn open_path(path: &Path) -> Result<(Format, FixStream), OpenError> {
     open(&GpsInput::Path(path.to_owned()))
 }
 
-fn from_reader(
+/// Reads a stream whose format is detected from its first bytes; `name` is used in errors.
+pub fn from_reader(
     name: String,
     input: Box<dyn Read + Send>,
 ) -> Result<(Format, FixStream), OpenError> {
