@@ -257,6 +257,15 @@ impl Outbox {
         Ok(outbox)
     }
 
+    /// A write transaction that takes the write lock at once. A deferred one that reads
+    /// first and writes later fails with "database is locked" at once, without waiting, when
+    /// another connection (the uplink's) wrote in between: SQLite cannot wait there without
+    /// risking a deadlock, so the busy timeout never applies.
+    fn write_transaction(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
     fn sqlite(&self, source: rusqlite::Error) -> OutboxError {
         OutboxError::Sqlite {
             path: self.path.clone(),
@@ -339,7 +348,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sqlite)?;
+        let tx = self.write_transaction().map_err(sqlite)?;
         let mut next: u64 = tx
             .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |row| {
                 row.get::<_, i64>(0)
@@ -424,7 +433,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sqlite)?;
+        let tx = self.write_transaction().map_err(sqlite)?;
         for seq in &victims {
             tx.execute("DELETE FROM outbox WHERE seq = ?1", [seq])
                 .map_err(sqlite)?;
@@ -475,7 +484,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sqlite)?;
+        let tx = self.write_transaction().map_err(sqlite)?;
         let mut done = Acknowledged::default();
         for range in &ack.stored {
             done.stored += tx

@@ -57,6 +57,12 @@ pub struct RunOptions {
     pub exit_when_done: bool,
 }
 
+/// Opens a GPS stream, again after a restart or a lost gpsd connection.
+pub type OpenGps = Box<dyn Fn() -> Result<(Format, FixStream), OpenError> + Send + Sync>;
+
+/// Opens a vehicle-signal CSV.
+pub type OpenSignals = Box<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>;
+
 /// Where an agent's samples come from.
 pub struct Source {
     /// A name for logs.
@@ -67,9 +73,9 @@ pub struct Source {
     /// Whether to reconnect when the input ends (a gpsd socket).
     pub reconnect: bool,
     /// Opens the GPS stream.
-    pub gps: Box<dyn Fn() -> Result<(Format, FixStream), OpenError> + Send + Sync>,
+    pub gps: OpenGps,
     /// Opens the vehicle-signal CSV, if there is one.
-    pub signals: Option<Box<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>>,
+    pub signals: Option<OpenSignals>,
 }
 
 impl Source {
@@ -84,8 +90,7 @@ impl Source {
             signals: (!signals.as_os_str().is_empty()).then(|| {
                 Box::new(move || {
                     std::fs::File::open(&signals).map(|file| Box::new(file) as Box<dyn Read + Send>)
-                })
-                    as Box<dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + Send + Sync>
+                }) as OpenSignals
             }),
             gps: Box::new(move || open(&gps)),
         }
@@ -174,6 +179,7 @@ pub async fn run_source(
         live,
         stop: stop.clone(),
         input_done: input_done.clone(),
+        unsaved: Vec::new(),
     };
     let core_thread = std::thread::Builder::new()
         .name("core".into())
@@ -340,7 +346,13 @@ struct Core {
     live: bool,
     stop: Arc<AtomicBool>,
     input_done: Arc<AtomicBool>,
+    /// Summaries the outbox refused (locked, full disk), kept to be committed again.
+    unsaved: Vec<Uplink>,
 }
+
+/// At most this many unsaved summaries are kept in memory, a year of driving; beyond it the
+/// oldest are dropped and logged.
+const MAX_UNSAVED: usize = 50_000;
 
 const CONFIG_KEY: &str = "config";
 const VEHICLE_KEY: &str = "vehicle";
@@ -378,7 +390,13 @@ impl Core {
             if self.stop.load(Ordering::Relaxed) {
                 if self.live && !input_ended {
                     pipeline.finish();
-                    self.commit(&mut pipeline);
+                }
+                self.commit(&mut pipeline);
+                if !self.unsaved.is_empty() {
+                    error!(
+                        summaries = self.unsaved.len(),
+                        "Stopping with summaries the outbox refused; a recorded input makes them again after a restart."
+                    );
                 }
                 return Ok(());
             }
@@ -401,19 +419,24 @@ impl Core {
                     pipeline.finish();
                     self.commit(&mut pipeline);
                     input_ended = true;
-                    self.input_done.store(true, Ordering::Relaxed);
                     info!(summaries = self.outputs, "The recorded input has ended.");
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.live {
                         pipeline.tick(now_ms());
-                        self.commit(&mut pipeline);
                     }
+                    self.commit(&mut pipeline);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    // The input thread is gone (after End): wait for the stop.
+                    // The input thread is gone (after End): retry what the outbox refused,
+                    // and wait for the stop.
+                    self.commit(&mut pipeline);
                     std::thread::sleep(Duration::from_millis(200));
                 }
+            }
+            // Done only once every summary of the input is in the outbox.
+            if input_ended && self.unsaved.is_empty() {
+                self.input_done.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -481,10 +504,12 @@ impl Core {
         self.shared.status_now.notify_one();
     }
 
-    /// Commits the pipeline's new summaries, with the checkpoint, in one transaction.
+    /// Commits the pipeline's new summaries and any the outbox refused before, with the
+    /// checkpoint, in one transaction. Refused summaries stay in memory and are retried on the
+    /// next call: none is lost to a locked database or a full disk that clears.
     fn commit(&mut self, pipeline: &mut Pipeline) {
         let size = pipeline.config().cell_size();
-        let mut bodies = Vec::new();
+        let mut bodies = std::mem::take(&mut self.unsaved);
         for output in pipeline.drain() {
             let body = match output {
                 Output::Trip(trip) => Uplink::Trip(trip.to_wire(size)),
@@ -520,7 +545,15 @@ impl Core {
                 );
                 self.shared.outbox_changed.notify_one();
             }
-            Err(error) => error!(%error, "Summaries could not be stored."),
+            Err(error) => {
+                let dropped = bodies.len().saturating_sub(MAX_UNSAVED);
+                if dropped > 0 {
+                    error!(dropped, "Dropped the oldest summaries the outbox refused.");
+                    bodies.drain(..dropped);
+                }
+                error!(%error, summaries = bodies.len(), "Summaries could not be stored yet; retrying.");
+                self.unsaved = bodies;
+            }
         }
     }
 }

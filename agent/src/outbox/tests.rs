@@ -101,6 +101,37 @@ fn summaries_wait_until_acknowledged_and_survive_reopening() {
 }
 
 #[test]
+fn writers_on_two_connections_wait_for_each_other_instead_of_failing() {
+    // The core appends while the uplink acknowledges on its own connection, as in `run`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite");
+    let (mut writer, _) = Outbox::open(&path, u64::MAX).unwrap();
+    let (mut acker, _) = Outbox::open(&path, u64::MAX).unwrap();
+    let appending = std::thread::spawn(move || {
+        for round in 0..1000u64 {
+            writer
+                .append(&device(), round, &[trip(), style(1)], None)
+                .unwrap_or_else(|e| panic!("append {round}: {e}"));
+        }
+    });
+    let mut acknowledged = 0;
+    loop {
+        let finished = appending.is_finished();
+        let pending = acker.pending(&[], 50).unwrap();
+        if finished && pending.is_empty() {
+            break;
+        }
+        // One at a time: as many write transactions as possible to collide with.
+        for entry in pending {
+            acknowledged += acker.acknowledge(&ack(&[entry.seq])).unwrap().stored;
+        }
+    }
+    appending.join().expect("every append succeeds");
+    assert_eq!(acknowledged, 2000);
+    assert!(acker.pending(&[], 10).unwrap().is_empty());
+}
+
+#[test]
 fn refused_summaries_are_deleted_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (mut outbox, _) = Outbox::open(&dir.path().join("o.sqlite"), u64::MAX).unwrap();
