@@ -268,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     crate::store::registry::day_number(&date)
                         .with_context(|| format!("--as-of {date:?} is not a date (YYYY-MM-DD)"))?,
                 ),
-                None => crate::labels::engine::Day::today(),
+                None => crate::labels::engine::Day::today_in(&config.agents.time_zone),
             };
             let store = Store::open(&config.database.url)
                 .await
@@ -322,9 +322,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let store = Store::open(&config.database.url)
                     .await
                     .with_context(|| format!("database {}", config.database.url))?;
-                let preview =
-                    crate::labels::preview(&store, &rules, crate::labels::engine::Day::today())
-                        .await?;
+                let preview = crate::labels::preview(
+                    &store,
+                    &rules,
+                    crate::labels::engine::Day::today_in(&config.agents.time_zone),
+                )
+                .await?;
                 print!("{preview}");
                 Ok(ExitCode::SUCCESS)
             }),

@@ -11,10 +11,11 @@ use crate::labels::engine::{Day, Scope, relabel};
 use crate::labels::rules::Rules;
 use crate::store::Store;
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true; "today" is the date in `time_zone`.
 pub async fn run(
     store: Store,
     rules: Rules,
+    time_zone: String,
     interval: Duration,
     full_every: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -35,7 +36,7 @@ pub async fn run(
             Scope::ReceivedSince(since)
         };
         let clock = Instant::now();
-        match relabel(&store, &rules, &scope, Day::today(), |_| {}).await {
+        match relabel(&store, &rules, &scope, Day::today_in(&time_zone), |_| {}).await {
             Ok(vehicles) => {
                 if full || vehicles > 0 {
                     info!(

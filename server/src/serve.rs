@@ -129,6 +129,7 @@ pub async fn start(
     tokio::spawn(crate::labeller::run(
         store.clone(),
         rules,
+        config.agents.time_zone.clone(),
         Duration::from_secs(config.labels.interval_s),
         Duration::from_secs(config.labels.full_every_h.saturating_mul(3600)),
         shutdown.clone(),

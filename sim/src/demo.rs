@@ -46,6 +46,8 @@ pub struct DemoOptions {
     pub concurrency: usize,
     /// A per-run MQTT share group and client id, for servers sharing a broker.
     pub share_group: String,
+    /// How often the server's background labeller relabels vehicles with new data, seconds.
+    pub labeller_interval_s: u64,
 }
 
 /// Figures of the driving phase.
@@ -162,6 +164,47 @@ pub async fn import_csvs(
     Ok(imported)
 }
 
+/// The pipeline settings a server of this world would send its agents: the city's time zone,
+/// our stores and the points of interest, default thresholds. For agents that start before
+/// (or without) the server's configuration.
+pub fn pipeline_for(fleet: &Fleet) -> PipelineConfig {
+    use drivetag_agent::config::{PoiKindName, PoiRule, StoreRule};
+    let mut pipeline = PipelineConfig {
+        time_zone: fleet.spec.time_zone.clone(),
+        ..PipelineConfig::default()
+    };
+    pipeline.stores = fleet
+        .world
+        .stores
+        .iter()
+        .map(|s| StoreRule {
+            id: s.id as u32,
+            lat: s.lat,
+            lon: s.lon,
+            radius_m: 200.0,
+        })
+        .collect();
+    pipeline.pois = fleet
+        .world
+        .pois
+        .iter()
+        .map(|s| PoiRule {
+            id: s.id as u32,
+            kind: match s.kind {
+                "competitor_dealer" => PoiKindName::CompetitorDealer,
+                "independent_repair" => PoiKindName::IndependentRepair,
+                "premium" => PoiKindName::Premium,
+                "charging" => PoiKindName::Charging,
+                _ => PoiKindName::Other,
+            },
+            lat: s.lat,
+            lon: s.lon,
+            radius_m: 200.0,
+        })
+        .collect();
+    pipeline
+}
+
 /// An agent's configuration for a simulated vehicle.
 pub fn agent_config(
     vehicle: &SimVehicle,
@@ -227,7 +270,7 @@ pub async fn drive_fleet(
     outboxes: &Path,
     pipeline: &PipelineConfig,
     concurrency: usize,
-    store: &Store,
+    store: Option<&Store>,
     shutdown: watch::Receiver<bool>,
     every: Duration,
     mut progress: impl FnMut(&Progress),
@@ -283,7 +326,10 @@ pub async fn drive_fleet(
                 }
             },
             _ = ticker.tick() => {
-                let stored = store.counts().await.map(|c| c.envelopes).unwrap_or(0);
+                let stored = match store {
+                    Some(store) => store.counts().await.map(|c| c.envelopes).unwrap_or(0),
+                    None => 0,
+                };
                 progress(&Progress {
                     seconds: started.elapsed().as_secs_f64(),
                     done: done.load(Ordering::Relaxed),
@@ -471,6 +517,7 @@ pub fn server_config(options: &DemoOptions) -> ServerConfig {
         options.database.clone()
     };
     config.agents.time_zone = options.fleet.time_zone.clone();
+    config.labels.interval_s = options.labeller_interval_s;
     if !options.share_group.is_empty() {
         config.mqtt.share_group = options.share_group.clone();
         config.mqtt.client_id = format!("drivetag-{}", options.share_group);
@@ -572,7 +619,7 @@ pub async fn run(
         &options.data_dir.join("outboxes"),
         &pipeline,
         options.concurrency,
-        &running.store,
+        Some(&running.store),
         shutdown.clone(),
         Duration::from_secs(2),
         |p| {
@@ -603,7 +650,8 @@ pub async fn run(
     if figures.failed > 0 {
         println!("  {} agents failed; see the log above", figures.failed);
     }
-    let (today, _) = today_in(&fleet.spec.time_zone)?;
+    // The day after the last simulated one: today for a demo, a fixed day for a test.
+    let today = fleet.spec.last_day.tomorrow()?;
     let report = label_and_report(&running.store, &fleet, &Rules::defaults(), today).await?;
     print_report(&report, &fleet);
     let export = options.data_dir.join("export.csv");

@@ -85,6 +85,26 @@ enum Command {
         #[arg(long)]
         exit_after_report: bool,
     },
+    /// Drive the fleet's agents against a running server's broker, without starting a server:
+    /// for load tests and for trying a real deployment. Import the dealer CSVs first
+    /// (`generate` writes them; the demo's are the same for the same flags).
+    ///
+    /// Example:
+    ///   drivetag-server serve --config server.toml &
+    ///   drivetag-sim drive --broker mqtt://127.0.0.1:1883 --vehicles 10000 --days 7
+    Drive {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The broker, `mqtt://host:port`.
+        #[arg(long)]
+        broker: String,
+        /// Where the agents' outboxes go.
+        #[arg(long, default_value = "drivetag-sim-outboxes")]
+        outboxes: PathBuf,
+        /// Agents running at once. Default: four per CPU core.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
     /// Write what the fleet's head units would record, for the real `drivetag-agent` binary:
     /// `nmea/<device>.nmea`, `signals/<device>.csv`, `agents/<device>.toml` and the dealer's
     /// CSVs under `dealer/`.
@@ -102,6 +122,9 @@ enum Command {
         /// The broker the agents' configurations name.
         #[arg(long, default_value = "mqtt://127.0.0.1:1884")]
         broker: String,
+        /// Write only the dealer's CSVs (for `drive`, whose agents need no files).
+        #[arg(long)]
+        dealer_only: bool,
     },
 }
 
@@ -158,11 +181,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 database,
                 concurrency: concurrency.unwrap_or(4 * cores).max(1),
                 share_group: String::new(),
+                labeller_interval_s: 60,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(demo_main(options, exit_after_report))
         }
-        Command::Generate { fleet, out, broker } => generate(spec(fleet)?, &out, &broker),
+        Command::Generate {
+            fleet,
+            out,
+            broker,
+            dealer_only,
+        } => generate(spec(fleet)?, &out, &broker, dealer_only),
+        Command::Drive {
+            fleet,
+            broker,
+            outboxes,
+            concurrency,
+        } => {
+            let cores = std::thread::available_parallelism().map_or(2, usize::from);
+            let fleet = Fleet::new(spec(fleet)?, World::shanghai())?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(drive(
+                fleet,
+                &broker,
+                &outboxes,
+                concurrency.unwrap_or(4 * cores),
+            ))
+        }
     }
 }
 
@@ -213,10 +258,80 @@ async fn demo_main(options: DemoOptions, exit_after_report: bool) -> anyhow::Res
     })
 }
 
-fn generate(spec: FleetSpec, out: &std::path::Path, broker: &str) -> anyhow::Result<ExitCode> {
+async fn drive(
+    fleet: Fleet,
+    broker: &str,
+    outboxes: &std::path::Path,
+    concurrency: usize,
+) -> anyhow::Result<ExitCode> {
+    let (stop_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        drivetag_server::cli::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    println!(
+        "driving {} vehicles × {} days against {broker}, {concurrency} agents at a time",
+        fleet.vehicles.len(),
+        fleet.spec.days
+    );
+    let pipeline = demo::pipeline_for(&fleet);
+    let figures = demo::drive_fleet(
+        &fleet,
+        broker,
+        outboxes,
+        &pipeline,
+        concurrency,
+        None,
+        shutdown,
+        std::time::Duration::from_secs(5),
+        |p| {
+            println!(
+                "  [{:>5.0} s] {}/{} vehicles delivered · {:.1} M GPS fixes read ({:.2} M/s)",
+                p.seconds,
+                p.done,
+                p.of,
+                p.epochs as f64 / 1e6,
+                p.epochs as f64 / p.seconds.max(0.001) / 1e6
+            );
+        },
+    )
+    .await?;
+    let vehicle_days = (fleet.vehicles.len() as f64) * f64::from(fleet.spec.days);
+    println!(
+        "delivered {}/{} vehicles in {:.1} s: {:.1} M fixes ({:.2} M/s), {:.0} MB of NMEA ({:.2} MB per vehicle-day), {} failed",
+        figures.delivered,
+        fleet.vehicles.len(),
+        figures.seconds,
+        figures.epochs as f64 / 1e6,
+        figures.epochs as f64 / figures.seconds.max(0.001) / 1e6,
+        figures.nmea_bytes as f64 / 1e6,
+        figures.nmea_bytes as f64 / 1e6 / vehicle_days.max(1.0),
+        figures.failed
+    );
+    Ok(if figures.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn generate(
+    spec: FleetSpec,
+    out: &std::path::Path,
+    broker: &str,
+    dealer_only: bool,
+) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let fleet = Fleet::new(spec, World::shanghai())?;
     demo::write_dealer_csvs(&fleet, &out.join("dealer"))?;
+    if dealer_only {
+        println!(
+            "wrote the dealer CSVs of {} vehicles to {}",
+            fleet.vehicles.len(),
+            out.join("dealer").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     for dir in ["nmea", "signals", "agents"] {
         std::fs::create_dir_all(out.join(dir))
             .with_context(|| out.join(dir).display().to_string())?;

@@ -117,6 +117,23 @@ pub async fn postgres_store(test: &str) -> Option<drivetag_server::store::Store>
     )
 }
 
+/// The URL of a fresh PostgreSQL schema of its own (for a server that opens the database by
+/// URL), or `None` when service tests are skipped.
+pub async fn postgres_schema_url(test: &str) -> Option<String> {
+    let url = require_postgres(test)?;
+    let schema = unique("t").replace('-', "_");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("{test}: PostgreSQL at {url}: {error}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap_or_else(|error| panic!("{test}: creating schema {schema}: {error}"));
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{separator}options=-csearch_path%3D{schema}"))
+}
+
 /// A SQLite store in a temporary directory that lives as long as the returned guard.
 pub async fn sqlite_store() -> (drivetag_server::store::Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -166,13 +166,29 @@ pub struct PrivateMosquitto {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    config: Option<PathBuf>,
 }
 
 impl PrivateMosquitto {
     /// Starts `mosquitto -p PORT` on a free port.
     pub fn start() -> PrivateMosquitto {
         let port = crate::free_port();
-        let mut broker = PrivateMosquitto { child: None, port };
+        let mut broker = PrivateMosquitto {
+            child: None,
+            port,
+            config: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts `mosquitto -c CONFIG`; the configuration must listen on 127.0.0.1:`port`.
+    pub fn with_config(config: &Path, port: u16) -> PrivateMosquitto {
+        let mut broker = PrivateMosquitto {
+            child: None,
+            port,
+            config: Some(config.to_owned()),
+        };
         broker.restart();
         broker
     }
@@ -193,8 +209,12 @@ impl PrivateMosquitto {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("mosquitto")
-            .args(["-p", &self.port.to_string()])
+        let mut command = Command::new("mosquitto");
+        match &self.config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command.args(["-p", &self.port.to_string()]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -15,7 +15,7 @@ use drivetag_shared::codec;
 use drivetag_shared::topics::{self, Channel};
 use drivetag_shared::wire::{Ack, RejectReason};
 use drivetag_tests::process::ServerProcess;
-use drivetag_tests::{free_port, require_mosquitto, require_postgres, unique};
+use drivetag_tests::{free_port, postgres_schema_url, require_mosquitto, unique};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_e2e-server");
@@ -192,20 +192,9 @@ async fn two_servers_on_one_postgres_store_every_message_once() {
     let Some((host, port)) = require_mosquitto(test) else {
         return;
     };
-    let Some(url) = require_postgres(test) else {
+    let Some(database) = postgres_schema_url(test).await else {
         return;
     };
-    let schema = unique("twoservers").replace('-', "_");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let database = format!("{url}{separator}options=-csearch_path%3D{schema}");
     let dir = tempfile::tempdir().unwrap();
     let group = unique("g");
     let mqtt = format!("mqtt://{host}:{port}");
@@ -257,11 +246,7 @@ async fn two_servers_on_one_postgres_store_every_message_once() {
     for task in tasks {
         task.await.unwrap();
     }
-    let store = Store::new(std::sync::Arc::new(
-        drivetag_server::store::postgres::Postgres::connect(&url, Some(&schema)).unwrap(),
-    ))
-    .await
-    .unwrap();
+    let store = Store::open(&database).await.unwrap();
     for device in &devices {
         assert_eq!(
             store.sequence_numbers(device).await.unwrap(),

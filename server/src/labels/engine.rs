@@ -81,6 +81,19 @@ impl Day {
         let seconds = jiff::Timestamp::now().as_second();
         Day::from_number(seconds.div_euclid(86_400))
     }
+
+    /// Today in the dealer's time zone (the agents' zone, in which their days are counted).
+    pub fn today_in(zone: &str) -> Day {
+        match jiff::tz::TimeZone::get(zone) {
+            Ok(tz) => Day::of_date(jiff::Timestamp::now().to_zoned_datetime(tz).date()),
+            Err(_) => Day::today(),
+        }
+    }
+
+    /// The day of a calendar date.
+    pub fn of_date(date: jiff::civil::Date) -> Day {
+        Day::from_number(i64::from((date - jiff::civil::date(1970, 1, 1)).get_days()))
+    }
 }
 
 /// One finished step of a relabel, for progress output.
