@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use drivetag_agent::config::PipelineConfig;
 use drivetag_agent::pipeline::{Output, Pipeline};
 use drivetag_agent::sample::{Fix, Sample};
-use drivetag_agent::sources::nmea::NmeaReader;
+use drivetag_agent::sources::nmea::{NmeaReader, append_checksum};
 use drivetag_shared::codec;
 use drivetag_shared::wire::{Envelope, Uplink};
 use drivetag_shared::{CellSize, DeviceId};
@@ -814,7 +814,7 @@ impl Week {
         push_digits(&mut self.buffer, m as u64, 2);
         push_digits(&mut self.buffer, (y % 100) as u64, 2);
         self.buffer.extend_from_slice(b",,,A");
-        finish_sentence(&mut self.buffer, start);
+        append_checksum(&mut self.buffer, start);
 
         let start = self.buffer.len();
         self.buffer.extend_from_slice(b"$GPGGA,");
@@ -824,7 +824,7 @@ impl Week {
         self.buffer.extend_from_slice(b",1,09,0.9,");
         push_fixed1(&mut self.buffer, 5_200 + (self.noise.1 * 10.0).abs() as u64);
         self.buffer.extend_from_slice(b",M,47.0,M,,");
-        finish_sentence(&mut self.buffer, start);
+        append_checksum(&mut self.buffer, start);
 
         self.sentences += 2;
         self.t += 1;
@@ -881,19 +881,6 @@ impl BufRead for Week {
         self.pos += amount;
         self.bytes += amount as u64;
     }
-}
-
-/// `*hh\r\n` after the sentence that starts at `start` (its `$`).
-fn finish_sentence(buffer: &mut Vec<u8>, start: usize) {
-    let checksum = buffer[start + 1..].iter().fold(0u8, |c, b| c ^ b);
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    buffer.extend_from_slice(&[
-        b'*',
-        HEX[usize::from(checksum >> 4)],
-        HEX[usize::from(checksum & 15)],
-        b'\r',
-        b'\n',
-    ]);
 }
 
 fn push_digits(buffer: &mut Vec<u8>, value: u64, width: usize) {

@@ -82,6 +82,24 @@ pub struct Progress {
     pub stored: u64,
 }
 
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = self.epochs as f64 / self.seconds.max(0.001) / 1e6;
+        write!(
+            f,
+            "[{:>5.0} s] {}/{} vehicles delivered · {:.1} M GPS fixes read ({rate:.2} M/s)",
+            self.seconds,
+            self.done,
+            self.of,
+            self.epochs as f64 / 1e6
+        )?;
+        if self.stored > 0 {
+            write!(f, " · {} summaries stored", self.stored)?;
+        }
+        Ok(())
+    }
+}
+
 /// How each persona fared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonaResult {
@@ -340,11 +358,56 @@ pub async fn drive_fleet(
             }
         }
     }
+    if let Some(store) = store {
+        await_own_commits(fleet, outboxes, store, &shutdown).await?;
+    }
     figures.epochs = counters.epochs.load(Ordering::Relaxed);
     figures.nmea_bytes = counters.nmea_bytes.load(Ordering::Relaxed);
     figures.signal_bytes = counters.signal_bytes.load(Ordering::Relaxed);
     figures.seconds = started.elapsed().as_secs_f64();
     Ok(figures)
+}
+
+/// Waits until `store` holds every summary each agent numbered. An agent stops once it is
+/// acknowledged, and on a shared broker another deployment's server (its own share group) may
+/// acknowledge before this one has committed.
+async fn await_own_commits(
+    fleet: &Fleet,
+    outboxes: &Path,
+    store: &Store,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut waiting: Vec<(&str, u64)> = Vec::new();
+    for vehicle in &fleet.vehicles {
+        let path = outboxes.join(format!("{}.sqlite", vehicle.device_id));
+        let (outbox, _) = drivetag_agent::outbox::Outbox::open(&path, u64::MAX)?;
+        waiting.push((
+            &vehicle.device_id,
+            outbox.stats()?.next_seq.saturating_sub(1),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for (device, last) in waiting {
+            if store.sequence_numbers(device).await?.len() < last as usize {
+                still.push((device, last));
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() || *shutdown.borrow() {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} devices still have summaries the server has not stored, e.g. {}",
+                waiting.len(),
+                waiting[0].0
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Relabels everyone as of `today` and reports labels, first actions per store and how each
@@ -622,13 +685,7 @@ pub async fn run(
         Some(&running.store),
         shutdown.clone(),
         Duration::from_secs(2),
-        |p| {
-            let rate = p.epochs as f64 / p.seconds.max(0.001) / 1e6;
-            println!(
-                "  [{:>4.0} s] {}/{} vehicles delivered · {:.1} M GPS fixes read ({rate:.2} M/s) · {} summaries stored",
-                p.seconds, p.done, p.of, p.epochs as f64 / 1e6, p.stored
-            );
-        },
+        |p| println!("  {p}"),
     )
     .await?;
     if *shutdown.borrow() {

@@ -284,16 +284,7 @@ async fn drive(
         None,
         shutdown,
         std::time::Duration::from_secs(5),
-        |p| {
-            println!(
-                "  [{:>5.0} s] {}/{} vehicles delivered · {:.1} M GPS fixes read ({:.2} M/s)",
-                p.seconds,
-                p.done,
-                p.of,
-                p.epochs as f64 / 1e6,
-                p.epochs as f64 / p.seconds.max(0.001) / 1e6
-            );
-        },
+        |p| println!("  {p}"),
     )
     .await?;
     let vehicle_days = (fleet.vehicles.len() as f64) * f64::from(fleet.spec.days);

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use drivetag_agent::sources::nmea::append_checksum;
+
 use crate::drive::{Sample, drive, route};
 use crate::fleet::SimVehicle;
 
@@ -158,19 +160,6 @@ fn angle(out: &mut Vec<u8>, value: f64, width: usize, positive: u8, negative: u8
     out.push(if value < 0.0 { negative } else { positive });
 }
 
-/// Appends `*hh\r\n` with the checksum of the sentence that starts at `start` (its `$`).
-fn finish(out: &mut Vec<u8>, start: usize) {
-    let checksum = out[start + 1..].iter().fold(0u8, |acc, b| acc ^ b);
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.extend_from_slice(&[
-        b'*',
-        HEX[usize::from(checksum >> 4)],
-        HEX[usize::from(checksum & 15)],
-        b'\r',
-        b'\n',
-    ]);
-}
-
 /// Appends the RMC and GGA sentences of one epoch.
 pub fn epoch(out: &mut Vec<u8>, seconds: i64, sample: &Sample) {
     use std::io::Write;
@@ -182,47 +171,77 @@ pub fn epoch(out: &mut Vec<u8>, seconds: i64, sample: &Sample) {
     angle(out, sample.lon, 3, b'E', b'W');
     let knots = sample.speed_mps * 3600.0 / 1852.0;
     let _ = write!(out, ",{knots:.2},{:.1},{dmy:06},,,A", sample.course_deg);
-    finish(out, start);
+    append_checksum(out, start);
     let start = out.len();
     let _ = write!(out, "$GPGGA,{hms:06}.00,");
     angle(out, sample.lat, 2, b'N', b'S');
     out.push(b',');
     angle(out, sample.lon, 3, b'E', b'W');
     out.extend_from_slice(b",1,10,0.8,12.0,M,9.0,M,,");
-    finish(out, start);
+    append_checksum(out, start);
 }
 
-/// Epochs formatted per refill: a few hundred kilobytes of buffer at most.
-const EPOCHS_PER_REFILL: usize = 512;
+/// A byte stream produced a chunk at a time.
+pub trait Chunks {
+    /// Appends the next chunk to `out` (empty); appends nothing at the end of the stream.
+    fn next_chunk(&mut self, out: &mut Vec<u8>);
+}
 
-/// The NMEA stream of a vehicle.
-pub struct NmeaStream {
+/// A [`Read`] over [`Chunks`], holding one chunk at a time.
+pub struct ChunkReader<C> {
+    chunks: C,
+    buffer: Vec<u8>,
+    read: usize,
+}
+
+impl<C: Chunks> Read for ChunkReader<C> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read == self.buffer.len() {
+            self.buffer.clear();
+            self.read = 0;
+            self.chunks.next_chunk(&mut self.buffer);
+        }
+        let n = buf.len().min(self.buffer.len() - self.read);
+        buf[..n].copy_from_slice(&self.buffer[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+/// Epochs formatted per chunk: a few hundred kilobytes at most.
+const EPOCHS_PER_CHUNK: usize = 512;
+
+/// The NMEA sentences of a vehicle's drives.
+pub struct NmeaChunks {
     drives: Drives,
     current: Option<Drive>,
     at: usize,
-    buffer: Vec<u8>,
-    read: usize,
     counters: Arc<Counters>,
 }
+
+/// The NMEA stream of a vehicle.
+pub type NmeaStream = ChunkReader<NmeaChunks>;
 
 impl NmeaStream {
     /// The sentences of `vehicle`'s drives.
     pub fn new(vehicle: Arc<SimVehicle>, counters: Arc<Counters>) -> NmeaStream {
-        NmeaStream {
-            drives: Drives::new(vehicle),
-            current: None,
-            at: 0,
-            buffer: Vec::with_capacity(EPOCHS_PER_REFILL * 150),
+        ChunkReader {
+            chunks: NmeaChunks {
+                drives: Drives::new(vehicle),
+                current: None,
+                at: 0,
+                counters,
+            },
+            buffer: Vec::with_capacity(EPOCHS_PER_CHUNK * 150),
             read: 0,
-            counters,
         }
     }
+}
 
-    fn refill(&mut self) -> bool {
-        self.buffer.clear();
-        self.read = 0;
+impl Chunks for NmeaChunks {
+    fn next_chunk(&mut self, out: &mut Vec<u8>) {
         let mut epochs = 0;
-        while epochs < EPOCHS_PER_REFILL {
+        while epochs < EPOCHS_PER_CHUNK {
             let drive = match &self.current {
                 Some(drive) if self.at < drive.samples.len() => drive,
                 _ => {
@@ -233,13 +252,9 @@ impl NmeaStream {
                     self.current.insert(next)
                 }
             };
-            let end = (self.at + EPOCHS_PER_REFILL - epochs).min(drive.samples.len());
+            let end = (self.at + EPOCHS_PER_CHUNK - epochs).min(drive.samples.len());
             for sample in &drive.samples[self.at..end] {
-                epoch(
-                    &mut self.buffer,
-                    drive.start_s + i64::from(sample.t_s),
-                    sample,
-                );
+                epoch(out, drive.start_s + i64::from(sample.t_s), sample);
             }
             epochs += end - self.at;
             self.at = end;
@@ -249,51 +264,51 @@ impl NmeaStream {
             .fetch_add(epochs as u64, Ordering::Relaxed);
         self.counters
             .nmea_bytes
-            .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-        !self.buffer.is_empty()
-    }
-}
-
-impl Read for NmeaStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.read == self.buffer.len() && !self.refill() {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.buffer.len() - self.read);
-        buf[..n].copy_from_slice(&self.buffer[self.read..self.read + n]);
-        self.read += n;
-        Ok(n)
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
     }
 }
 
 /// A signal row every this many seconds while driving, as a CAN gateway's slow channel.
 const SIGNAL_EVERY_S: u32 = 10;
 
-/// The signal CSV of a vehicle: ignition on before each drive, speed, odometer and fuel or
-/// charge every ten seconds, ignition off after it.
-pub struct SignalStream {
+/// The signal rows of a vehicle's drives: ignition on before each drive, speed, odometer and
+/// fuel or charge every ten seconds, ignition off after it.
+pub struct SignalChunks {
     drives: Drives,
     ev: bool,
-    buffer: Vec<u8>,
-    read: usize,
     header: bool,
     counters: Arc<Counters>,
 }
 
+/// The signal CSV of a vehicle.
+pub type SignalStream = ChunkReader<SignalChunks>;
+
 impl SignalStream {
     /// The signals of `vehicle`'s drives.
     pub fn new(vehicle: Arc<SimVehicle>, counters: Arc<Counters>) -> SignalStream {
-        SignalStream {
-            ev: vehicle.energy == "ev",
-            drives: Drives::new(vehicle),
+        ChunkReader {
+            chunks: SignalChunks {
+                ev: vehicle.energy == "ev",
+                drives: Drives::new(vehicle),
+                header: false,
+                counters,
+            },
             buffer: Vec::new(),
             read: 0,
-            header: false,
-            counters,
         }
     }
+}
 
-    fn row(&mut self, t_s: i64, speed_mps: f64, odometer_m: f64, energy: f64, ignition: bool) {
+impl SignalChunks {
+    fn row(
+        &self,
+        out: &mut Vec<u8>,
+        t_s: i64,
+        speed_mps: f64,
+        odometer_m: f64,
+        energy: f64,
+        ignition: bool,
+    ) {
         use std::io::Write;
         let kmh = speed_mps * 3.6;
         let km = odometer_m / 1000.0;
@@ -303,57 +318,45 @@ impl SignalStream {
             (format!("{energy:.1}"), String::new())
         };
         let _ = writeln!(
-            self.buffer,
+            out,
             "{t_s},{kmh:.1},{km:.1},{fuel},{soc},{}",
             u8::from(ignition)
         );
     }
+}
 
-    fn refill(&mut self) -> bool {
-        self.buffer.clear();
-        self.read = 0;
+impl Chunks for SignalChunks {
+    fn next_chunk(&mut self, out: &mut Vec<u8>) {
         if !self.header {
             self.header = true;
-            self.buffer
-                .extend_from_slice(b"time,speed_kmh,odometer_km,fuel_l,soc_pct,ignition\n");
+            out.extend_from_slice(b"time,speed_kmh,odometer_km,fuel_l,soc_pct,ignition\n");
         }
         if let Some(drive) = self.drives.next() {
             let per_m = (if self.ev { -0.25 } else { -0.075 }) / 1000.0;
+            let energy_at =
+                |odometer: f64| (drive.energy + (odometer - drive.odometer_m) * per_m).max(1.0);
             let mut odometer = drive.odometer_m;
-            self.row(drive.start_s - 1, 0.0, odometer, drive.energy, true);
+            self.row(out, drive.start_s - 1, 0.0, odometer, drive.energy, true);
             for sample in &drive.samples {
                 odometer += sample.speed_mps;
                 if sample.t_s % SIGNAL_EVERY_S == 0 {
-                    let energy = drive.energy + (odometer - drive.odometer_m) * per_m;
+                    let t_s = drive.start_s + i64::from(sample.t_s);
                     self.row(
-                        drive.start_s + i64::from(sample.t_s),
+                        out,
+                        t_s,
                         sample.speed_mps,
                         odometer,
-                        energy.max(1.0),
+                        energy_at(odometer),
                         true,
                     );
                 }
             }
             let end = drive.start_s + i64::from(drive.samples.last().map_or(0, |s| s.t_s));
-            let energy = drive.energy + (odometer - drive.odometer_m) * per_m;
-            self.row(end + 1, 0.0, odometer, energy.max(1.0), false);
+            self.row(out, end + 1, 0.0, odometer, energy_at(odometer), false);
         }
         self.counters
             .signal_bytes
-            .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-        !self.buffer.is_empty()
-    }
-}
-
-impl Read for SignalStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.read == self.buffer.len() && !self.refill() {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.buffer.len() - self.read);
-        buf[..n].copy_from_slice(&self.buffer[self.read..self.read + n]);
-        self.read += n;
-        Ok(n)
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
     }
 }
 

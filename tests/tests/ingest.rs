@@ -123,15 +123,27 @@ async fn check_duplicates_and_dead_letters(store: &Store, host: &str, port: u16)
         ]
         .into()
     );
+    // Another deployment on the same broker (its own share group) may have acknowledged
+    // first: wait for this server's own commits.
+    let letters_of_device = || async {
+        store
+            .dead_letters()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, dev, _)| dev.as_deref() == Some(device.as_str()))
+            .map(|(reason, _, _)| reason)
+            .collect::<Vec<String>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (store.sequence_numbers(&device).await.unwrap() != [1, 2, 3]
+        || letters_of_device().await.len() < 4)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(store.sequence_numbers(&device).await.unwrap(), [1, 2, 3]);
-    let letters: Vec<String> = store
-        .dead_letters()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(_, dev, _)| dev.as_deref() == Some(device.as_str()))
-        .map(|(reason, _, _)| reason)
-        .collect();
+    let letters = letters_of_device().await;
     assert_eq!(letters.len(), 4, "{letters:?}");
     for reason in [
         "kind_mismatch",

@@ -365,6 +365,20 @@ impl<R: BufRead> Iterator for NmeaReader<R> {
     }
 }
 
+/// Ends the sentence that starts at `start` in `out` (its `$`) with `*hh\r\n`, its checksum: for
+/// writers of NMEA, such as simulators and benchmarks.
+pub fn append_checksum(out: &mut Vec<u8>, start: usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let checksum = out[start + 1..].iter().fold(0u8, |c, b| c ^ b);
+    out.extend_from_slice(&[
+        b'*',
+        HEX[usize::from(checksum >> 4)],
+        HEX[usize::from(checksum & 15)],
+        b'\r',
+        b'\n',
+    ]);
+}
+
 fn trim(line: &[u8]) -> &[u8] {
     let start = line
         .iter()
@@ -529,6 +543,8 @@ $GPGGA,124022.00,4810.8509,N,01133.9095,E,1,04,23.9,-0704.5,M,0046.3,M,,*41
     }
 
     fn checksum(body: &str) -> String {
-        format!("{:02X}", body.bytes().fold(0u8, |c, b| c ^ b))
+        let mut sentence = format!("${body}").into_bytes();
+        append_checksum(&mut sentence, 0);
+        String::from_utf8_lossy(&sentence[sentence.len() - 4..sentence.len() - 2]).into_owned()
     }
 }
