@@ -577,6 +577,64 @@ async fn a_partial_relabel_agrees_with_a_full_one(store: Store) {
     );
 }
 
+/// A generated population of a thousand customers relabels whole: four steps reported in
+/// order, a lifecycle label for everyone, tiers within their shares, contiguous action ranks,
+/// and the same result a second time.
+async fn a_synthetic_population_relabels_whole(store: Store) {
+    let day = today();
+    let size = drivetag_server::store::synthetic::Size {
+        customers: 1000,
+        days: 10,
+        today: day.number,
+    };
+    let loaded = drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
+        .await
+        .unwrap();
+    assert!(loaded > 7000, "{loaded} rows");
+    let rules = Rules::defaults();
+    let mut steps = Vec::new();
+    let vehicles = relabel(&store, &rules, &Scope::All, day, |step| {
+        steps.push((step.number, step.name, step.rows))
+    })
+    .await
+    .unwrap();
+    assert_eq!(vehicles, 1000);
+    let names: Vec<&str> = steps.iter().map(|(_, name, _)| *name).collect();
+    assert_eq!(names, ["profiles", "tiers", "labels", "strategies"]);
+    assert_eq!(steps[0].2, 1000);
+    assert_eq!(labels_of(&store, "lifecycle").await.len(), 1000);
+    for tier in &rules.tiers {
+        let labels = labels_of(&store, &tier.group).await;
+        assert_eq!(labels.len(), 1000, "{}", tier.group);
+        let (top, share) = &tier.levels[0];
+        let count = labels.values().filter(|v| *v == top).count();
+        // Ties only ever push a crowd down a level, never up.
+        assert!(
+            count as u32 <= share * 10 && count > 0,
+            "{}: {count} at {top}",
+            tier.group
+        );
+    }
+    let actions = store.action_rows().await.unwrap();
+    assert!(actions.len() > 1000, "{} actions", actions.len());
+    let mut ranks: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    // One vehicle per customer here, so ranks count per vehicle.
+    for (vin, _, rank, _) in &actions {
+        ranks.entry(vin.clone()).or_default().push(*rank);
+    }
+    for (vin, mut ranks) in ranks {
+        ranks.sort();
+        let expected: Vec<i64> = (1..=ranks.len() as i64).collect();
+        assert_eq!(ranks, expected, "{vin}");
+    }
+    let before = labels_of(&store, "lifecycle").await;
+    relabel(&store, &rules, &Scope::All, day, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(labels_of(&store, "lifecycle").await, before);
+    assert_eq!(store.action_rows().await.unwrap().len(), actions.len());
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -605,5 +663,6 @@ on_both!(
     weighted_scores_by_hand,
     every_strategy_fires_for_its_customer,
     caps_and_opt_outs,
-    a_partial_relabel_agrees_with_a_full_one
+    a_partial_relabel_agrees_with_a_full_one,
+    a_synthetic_population_relabels_whole
 );

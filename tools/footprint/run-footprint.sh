@@ -8,6 +8,7 @@
 #   tools/footprint/run-footprint.sh --duration 300     # stop after 5 min of driving
 #   tools/footprint/run-footprint.sh --gps drive.nmea   # another recording (1 Hz, no long gaps)
 #   tools/footprint/run-footprint.sh --server           # with a server that acknowledges
+#   tools/footprint/run-footprint.sh --profile release  # the default release build, to compare
 #   tools/footprint/run-footprint.sh --cross            # also cross-build for aarch64 and armv7
 #
 # By default the agent talks to the Mosquitto at --broker (default mqtt://127.0.0.1:1883) and no
@@ -20,14 +21,17 @@
 # Options: --gps FILE, --time-zone IANA (default Europe/Berlin), --duration S (stop after S s
 # even if the drive goes on), --interval S (sampling period, default 5), --tail S (keep sampling
 # this long after the drive has ended, default 30), --broker URL, --server, --cross, --keep
-# (keep the temp dir with the samples and logs). The recorded drive is taken from
+# (keep the temp dir with the samples and logs), --profile NAME (the agent's Cargo profile,
+# default head-unit, which the size target is meant for). Builds run under `nice -n 10`.
+# The recorded drive is taken from
 # ${DRIVETAG_DATA_DIR:-<checkout>/../shared/data}/munich-2009-04-01.nmea; without it,
 # drivetag-sim generates a week for one car and the first continuous drive (>= 5 min) is cut
 # out of it.
 #
 # Needs: cargo, a broker at --broker (anonymous), Linux /proc, getconf, strip (binutils);
 # sqlite3 and mosquitto_sub are used when present (outbox rows, messages on the wire).
-# Exit status 1 when a target is missed: binary <= 8 MB, peak RSS <= 15 MB, average CPU <= 1 %.
+# Exit status 1 when a target is missed: stripped binary <= 8 MB, peak RSS <= 15 MB, average
+# CPU <= 1 % of one core. MB is 10^6 bytes (the stricter reading; /proc's "kB" are KiB).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -44,6 +48,7 @@ broker="mqtt://127.0.0.1:1883"
 with_server=0
 cross=0
 keep=0
+profile=head-unit
 while (($#)); do
     case "$1" in
         --gps) gps="$2"; shift 2 ;;
@@ -55,6 +60,7 @@ while (($#)); do
         --server) with_server=1; shift ;;
         --cross) cross=1; shift ;;
         --keep) keep=1; shift ;;
+        --profile) profile="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run-footprint: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -62,10 +68,11 @@ done
 
 # Targets (issue "agent store-and-forward uplink").
 readonly TARGET_BINARY_BYTES=$((8 * 1000 * 1000))
-readonly TARGET_RSS_KB=$((15 * 1024))
+readonly TARGET_RSS_BYTES=$((15 * 1000 * 1000))
 readonly TARGET_CPU_PCT=1
 
 log() { echo "run-footprint: $*" >&2; }
+build() { (cd "$root" && nice -n 10 cargo build --quiet "$@"); }
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB (%.2f MiB)", b / 1e6, b / 1048576 }'; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/drivetag-footprint.XXXXXX")"
@@ -100,16 +107,19 @@ trap cleanup EXIT
 # ---------------------------------------------------------------------------------------------
 # 1. The size-optimised binary.
 
-log "building the head-unit binary (opt-level z, fat LTO, 1 codegen unit)"
-(cd "$root" && cargo build --quiet --profile head-unit -p drivetag-agent)
-built="$target_dir/head-unit/drivetag-agent"
+log "building the agent with Cargo profile $profile (head-unit: opt-level z, fat LTO, 1 codegen unit, strip, panic abort)"
+build --profile "$profile" -p drivetag-agent
+case "$profile" in
+    dev) built="$target_dir/debug/drivetag-agent" ;;
+    *) built="$target_dir/$profile/drivetag-agent" ;;
+esac
 # Run a copy, so a rebuild during the run cannot swap the binary under it.
 agent_bin="$work/drivetag-agent"
 cp "$built" "$agent_bin"
 strip -o "$work/drivetag-agent.stripped" "$agent_bin"
 size_bytes=$(stat -c %s "$agent_bin")
 stripped_bytes=$(stat -c %s "$work/drivetag-agent.stripped")
-profile_strips="$(sed -n '/^\[profile.head-unit\]/,/^\[/p' "$root/Cargo.toml" | grep -E '^strip' || echo 'strip not set')"
+profile_strips="$(sed -n "/^\\[profile.$profile\\]/,/^\\[/p" "$root/Cargo.toml" | grep -E '^strip' || echo 'strip not set')"
 
 # ---------------------------------------------------------------------------------------------
 # 2. A 1 Hz drive.
@@ -120,7 +130,7 @@ if [[ -z "$gps" && -f "$data_dir/munich-2009-04-01.nmea" ]]; then
 fi
 if [[ -z "$gps" ]]; then
     log "no recorded drive in $data_dir: generating one with drivetag-sim"
-    (cd "$root" && cargo build --quiet --release -p drivetag-sim)
+    build --release -p drivetag-sim
     "$target_dir/release/drivetag-sim" generate --vehicles 1 --days 7 --out "$work/sim" >/dev/null
     gps="$work/drive.nmea"
     # The receiver is off while the car is parked: keep the first run of RMC times without a
@@ -148,7 +158,7 @@ drive_span="$(grep '^\$G.RMC' "$gps" | awk -F, 'NR == 1 { f = $2 } { l = $2 } EN
 
 if ((with_server)); then
     log "building drivetag-server"
-    (cd "$root" && cargo build --quiet --release -p drivetag-server)
+    build --release -p drivetag-server
     # Its embedded broker on a free port: this run's messages stay between these two processes.
     for attempt in 1 2 3 4 5; do
         port=$((20000 + RANDOM % 40000))
@@ -186,7 +196,8 @@ EOF
 fi
 
 if command -v mosquitto_sub >/dev/null; then
-    mosquitto_sub -h "$broker_host" -p "$broker_port" -q 1 -F '%t' \
+    # One line per message: topic and payload length.
+    mosquitto_sub -h "$broker_host" -p "$broker_port" -q 1 -F '%t %l' \
         -t "drivetag/v1/$device/#" >"$work/wire.log" 2>/dev/null &
     sub_pid=$!
 fi
@@ -258,9 +269,11 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 summaries="$(sed -n 's/.*The recorded input has ended\. summaries=\([0-9]*\).*/\1/p' "$work/agent.log" | tail -1)"
 summaries="${summaries:-none yet (the run stopped before the drive ended)}"
-outbox_left="n/a (no sqlite3)"
+outbox="n/a (no sqlite3)"
 if command -v sqlite3 >/dev/null; then
-    outbox_left="$(sqlite3 "$work/outbox.sqlite" 'SELECT count(*) FROM outbox')"
+    outbox="$(sqlite3 -separator ' ' "$work/outbox.sqlite" \
+        "SELECT (SELECT value - 1 FROM meta WHERE key = 'next_seq'), count(*), coalesce(sum(length(frame)), 0) FROM outbox" |
+        awk '{ printf "%s sequence numbers used; %s rows (%s bytes of frames) left after the run", $1, $2, $3 }')"
 fi
 wire="n/a (no mosquitto_sub)"
 if [[ -n "$sub_pid" ]]; then
@@ -268,7 +281,9 @@ if [[ -n "$sub_pid" ]]; then
     kill -TERM "$sub_pid" 2>/dev/null || true
     wait "$sub_pid" 2>/dev/null || true
     sub_pid=""
-    wire="$(sed "s|^drivetag/v1/$device/||" "$work/wire.log" | sort | uniq -c | awk '{ printf "%s%s %s", sep, $2, $1; sep = ", " }')"
+    # Per channel: messages and payload bytes (MQTT headers and TLS not counted).
+    wire="$(sed "s|^drivetag/v1/$device/||" "$work/wire.log" |
+        awk '{ n[$1]++; b[$1] += $2 } END { for (c in n) printf "%s%s %d msgs %d B", (sep++ ? ", " : ""), c, n[c], b[c] }')"
 fi
 warnings=$(grep -c -E ' (WARN|ERROR) ' "$work/agent.log" || true)
 
@@ -302,24 +317,25 @@ peak_kb=$(get hwm_kb)
 
 verdict() { if eval "$1"; then echo "ok"; else echo "MISSED"; fi; }
 missed=0
-size_ok=$(verdict "((size_bytes <= TARGET_BINARY_BYTES))")
-rss_ok=$(verdict "((peak_kb <= TARGET_RSS_KB))")
+size_ok=$(verdict "((stripped_bytes <= TARGET_BINARY_BYTES))")
+rss_ok=$(verdict "((peak_kb * 1024 <= TARGET_RSS_BYTES))")
 cpu_ok=$(verdict "awk -v c=$(get avg_cpu_pct) -v t=$TARGET_CPU_PCT 'BEGIN { exit !(c <= t) }'")
 [[ "$size_ok$rss_ok$cpu_ok" == *MISSED* ]] && missed=1
 
 cat <<EOF
 drivetag-agent footprint, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores, rustc $(rustc --version | cut -d' ' -f2), commit $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- agent shared Cargo.toml Cargo.lock || echo ' + uncommitted changes')
 
-binary      target/head-unit/drivetag-agent: $size_bytes bytes = $(mb "$size_bytes")  [$size_ok, target <= 8 MB]
-            strip'ped copy: $stripped_bytes bytes = $(mb "$stripped_bytes")  (Cargo.toml head-unit: $profile_strips)
+binary      profile $profile, stripped: $stripped_bytes bytes = $(mb "$stripped_bytes")  [$size_ok, target <= 8 MB]
+            as built (${built#"$root"/}): $size_bytes bytes = $(mb "$size_bytes")  (Cargo.toml profile.$profile: $profile_strips)
 input       $gps ($rmc_lines RMC, $drive_span), replay_speed = "1", time zone $time_zone
 uplink      $broker, device $device, $( ((with_server)) && echo "drivetag-server's embedded broker, the server acknowledging" || echo "no server of ours (summaries wait in the outbox unless another server on the broker takes them)")
 run         $(get length_s) s (the drive ended at ${ended_at:-<not reached>} s), $(get samples) samples every ${interval} s, agent exit status $agent_rc after SIGTERM
-peak RSS    $peak_kb kB = $(awk -v k="$peak_kb" 'BEGIN { printf "%.1f MiB", k / 1024 }') (VmHWM; largest sampled VmRSS $(get peak_rss_kb) kB)  [$rss_ok, target <= 15 MB]
+peak RSS    $peak_kb KiB = $(mb $((peak_kb * 1024))) (VmHWM; largest sampled VmRSS $(get peak_rss_kb) KiB)  [$rss_ok, target <= 15 MB]
 CPU         $(get cpu_s) s in $(get length_s) s: average $(get avg_cpu_pct) % of one core  [$cpu_ok, target <= 1 %]
             while driving, after start-up: $(get steady_cpu_pct) %; busiest ${interval}-s interval $(get max_cpu_pct) % (at $(get max_cpu_at_s) s)
 threads     $(get threads) at most
-summaries   from the drive: $summaries (the vehicle info comes on top); $outbox_left left in the outbox after the run
+summaries   from the drive: $summaries (the vehicle info comes on top)
+outbox      $outbox
 on the wire ${wire:-nothing}
 log         $warnings WARN/ERROR lines from the agent
 load        1-min load average $load_before before, $load_after after, $(get load_avg) on average while sampling
@@ -333,23 +349,27 @@ fi
 
 if ((cross)); then
     echo
-    echo "cross-building (rustup targets installed: $(rustup target list --installed 2>/dev/null | tr '\n' ' '))"
+    installed="$(rustup target list --installed 2>/dev/null | paste -sd ' ')"
+    echo "cross-building (rustup targets installed: ${installed:-none})"
     for triple in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
         case "$triple" in
             aarch64-*) gcc=aarch64-linux-gnu-gcc ;;
             armv7-*) gcc=arm-linux-gnueabihf-gcc ;;
         esac
-        var="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER"
-        if ! command -v "$gcc" >/dev/null; then
-            echo "$triple: $gcc not found (apt-get install gcc-${gcc%-gcc}); cargo check only"
-            if (cd "$root" && cargo check --quiet --profile head-unit -p drivetag-agent --target "$triple") 2>"$work/cross-$triple.log"; then
-                echo "$triple: cargo check ok"
-            else
-                echo "$triple: cargo check FAILED:"; tail -20 "$work/cross-$triple.log"
-            fi
+        # The standard library for the target, and a C cross compiler: the linker, and the
+        # compiler of the bundled SQLite (libsqlite3-sys builds its C with the `cc` crate).
+        if [[ " $installed " != *" $triple "* ]]; then
+            echo "$triple: blocked: target not installed (rustup target add $triple)"
             continue
         fi
-        if (cd "$root" && env "$var=$gcc" cargo build --quiet --profile head-unit -p drivetag-agent --target "$triple") 2>"$work/cross-$triple.log"; then
+        if ! command -v "$gcc" >/dev/null; then
+            echo "$triple: blocked: $gcc not found (apt-get install gcc-${gcc%-gcc})"
+            continue
+        fi
+        var="CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER"
+        if (cd "$root" && env "$var=$gcc" "CC_${triple//-/_}=$gcc" \
+            nice -n 10 cargo build --quiet --profile head-unit -p drivetag-agent --target "$triple") \
+            2>"$work/cross-$triple.log"; then
             out="$target_dir/$triple/head-unit/drivetag-agent"
             echo "$triple: $(stat -c %s "$out") bytes = $(mb "$(stat -c %s "$out")"); $(file -b "$out" | cut -d, -f1-2)"
         else

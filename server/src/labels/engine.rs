@@ -6,8 +6,6 @@
 //! functions; a partial relabel ranks its vehicles against the stored population with counts,
 //! so both give the same tier for the same data.
 
-use std::time::Instant;
-
 use super::features::{FEATURES, PROFILES_SQL, feature};
 use super::rules::{Condition, Rules};
 use crate::store::{Dialect, Statement, Store, StoreError, Value};
@@ -135,6 +133,18 @@ fn scope_sql(scope: &Scope, column: &str, n: usize) -> (String, Vec<Value>) {
     }
 }
 
+/// Deletes the rows of the vehicles in scope from `table`; everything, without a condition,
+/// for a full relabel (SQLite then empties the table at once instead of row by row).
+fn delete_from(table: &str, scope: &Scope) -> Statement {
+    match scope {
+        Scope::All => Statement::new(format!("DELETE FROM {table}"), vec![]),
+        _ => {
+            let (condition, params) = scope_sql(scope, "vin", 1);
+            Statement::new(format!("DELETE FROM {table} WHERE {condition}"), params)
+        }
+    }
+}
+
 fn real(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "REAL",
@@ -161,17 +171,18 @@ fn evidence(condition: &Condition, why: &str) -> String {
     parts.join(" || ")
 }
 
-/// A condition as SQL over `profiles p`, with labelling-time values filled in.
-fn condition_sql(condition: &Condition, day: Day, labels: bool) -> String {
+/// A condition as SQL over features in `alias`, with labelling-time values filled in; with
+/// `labels`, label names are columns of `alias` too (strategies), else errors (labels).
+fn condition_sql(condition: &Condition, day: Day, alias: &str, labels: bool) -> String {
     condition
         .sql(&mut |name| {
             Ok(match name {
                 "today" => day.number.to_string(),
                 "current_month" => day.month.to_string(),
                 "current_year" => day.year.to_string(),
-                name if feature(name).is_some() => format!("p.{name}"),
+                name if feature(name).is_some() => format!("{alias}.{name}"),
                 // Strategies only: labels were checked at load.
-                name if labels => format!("l.{name}"),
+                name if labels => format!("{alias}.{name}"),
                 name => return Err(format!("unknown name {name}")),
             })
         })
@@ -186,7 +197,6 @@ fn profile_statements(
     scope: &Scope,
     day: Day,
 ) -> Vec<Statement> {
-    let (delete, delete_params) = scope_sql(scope, "vin", 1);
     let (select, mut params) = scope_sql(scope, "v.vin", 5);
     let mut all = vec![
         day.number.into(),
@@ -199,24 +209,15 @@ fn profile_statements(
         .replace("{real}", real(dialect))
         .replace("{scope}", &select)
         .replace("{profiles}", t.profiles);
-    vec![
-        Statement::new(
-            format!("DELETE FROM {} WHERE {delete}", t.profiles),
-            delete_params,
-        ),
-        Statement::new(sql, all),
-    ]
+    vec![delete_from(t.profiles, scope), Statement::new(sql, all)]
 }
 
 /// Step 2: tier scores and tier labels.
 fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<Statement> {
     let (profiles, tier_scores, labels) = (t.profiles, t.tier_scores, t.labels);
-    let mut out = Vec::new();
-    let (delete, delete_params) = scope_sql(scope, "vin", 1);
-    out.push(Statement::new(
-        format!("DELETE FROM {tier_scores} WHERE {delete}"),
-        delete_params.clone(),
-    ));
+    // Every label of the vehicles in scope goes: the tiers and the groups write them anew in
+    // the same transaction.
+    let mut out = vec![delete_from(labels, scope), delete_from(tier_scores, scope)];
     for tier in &rules.tiers {
         let group = sql_text(&tier.group);
         // A missing value ranks lowest.
@@ -340,7 +341,7 @@ fn group_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<S
             let mut texts = Vec::new();
             let mut evidences = Vec::new();
             for rule in &group.rules {
-                let when = condition_sql(&rule.when, day, false);
+                let when = condition_sql(&rule.when, day, "p", false);
                 values.push(format!("WHEN {when} THEN {}", sql_text(&rule.value)));
                 texts.push(format!("WHEN {when} THEN {}", sql_text(&rule.when.text)));
                 evidences.push(format!(
@@ -370,7 +371,7 @@ fn group_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<S
                         sql_text(&rule.value),
                         sql_text(&rule.when.text),
                         evidence(&rule.when, &rule.explain),
-                        condition_sql(&rule.when, day, false),
+                        condition_sql(&rule.when, day, "p", false),
                     ),
                     with_day(params.clone()),
                 ));
@@ -389,35 +390,94 @@ fn strategy_statements(
     day: Day,
 ) -> Vec<Statement> {
     let (profiles, labels, actions) = (t.profiles, t.labels, t.actions);
-    let (delete, delete_params) = scope_sql(scope, "vin", 1);
     let (select, params) = scope_sql(scope, "p.vin", 1);
     let (pivot_scope, _) = scope_sql(scope, "vin", 1);
-    let mut columns = Vec::new();
-    for group in rules.exclusive_groups() {
-        columns.push(format!(
-            "MAX(CASE WHEN grp = {} THEN value END) AS {group}",
-            sql_text(group)
+    // The labels pivot to one row per vehicle as bit masks (62 labels to a mask): one
+    // aggregate per row instead of one per label value, which made the pivot the slowest part
+    // of a full relabel.
+    let values = rules.label_values();
+    let bit = |index: usize| (format!("l.m{}", index / 62), 1_i64 << (index % 62));
+    let aggregate = match dialect {
+        Dialect::Sqlite => "SUM",
+        Dialect::Postgres => "BIT_OR",
+    };
+    let mut masks = Vec::new();
+    for (chunk, pairs) in values.chunks(62).enumerate() {
+        let mut by_group: Vec<(&str, Vec<String>)> = Vec::new();
+        for (offset, (group, value)) in pairs.iter().enumerate() {
+            let when = format!(
+                "WHEN {} THEN {}",
+                sql_text(value),
+                bit(chunk * 62 + offset).1
+            );
+            match by_group.iter_mut().find(|(g, _)| g == group) {
+                Some((_, whens)) => whens.push(when),
+                None => by_group.push((group, vec![when])),
+            }
+        }
+        let cases: Vec<String> = by_group
+            .iter()
+            .map(|(group, whens)| {
+                format!(
+                    "WHEN {} THEN CASE value {} ELSE 0 END",
+                    sql_text(group),
+                    whens.join(" ")
+                )
+            })
+            .collect();
+        masks.push(format!(
+            "{aggregate}(CAST(CASE grp {} ELSE 0 END AS BIGINT)) AS m{chunk}",
+            cases.join(" ")
         ));
-    }
-    for (_, value) in rules.label_values() {
-        let yes = match dialect {
-            Dialect::Sqlite => format!(
-                "MAX(CASE WHEN value = {} THEN 1 ELSE 0 END) = 1",
-                sql_text(value)
-            ),
-            Dialect::Postgres => format!("BOOL_OR(value = {})", sql_text(value)),
-        };
-        columns.push(format!("{yes} AS {value}"));
     }
     let pivot = format!(
         "SELECT vin, {} FROM {labels} WHERE {pivot_scope} GROUP BY vin",
-        columns.join(", ")
+        masks.join(", ")
     );
+    let has = |index: usize| {
+        let (mask, bit) = bit(index);
+        format!("(({mask} & {bit}) <> 0)")
+    };
+    let mut label_columns = Vec::new();
+    for group in rules.exclusive_groups() {
+        let whens: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, (g, _))| *g == group)
+            .map(|(index, (_, value))| format!("WHEN {} THEN {}", has(index), sql_text(value)))
+            .collect();
+        label_columns.push(format!("CASE {} END AS {group}", whens.join(" ")));
+    }
+    for (index, (_, value)) in values.iter().enumerate() {
+        label_columns.push(format!("{} AS {value}", has(index)));
+    }
     let settings = &rules.settings;
     let room = format!(
         "{} - (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id AND cr.sent_day > {})",
         settings.max_contacts,
         day.number - i64::from(settings.contact_period_days)
+    );
+    let mut channels: Vec<&str> = Vec::new();
+    for strategy in &rules.strategies {
+        for channel in &strategy.channels {
+            if !channels.contains(&channel.as_str()) {
+                channels.push(channel);
+            }
+        }
+    }
+    // Every strategy reads one row per vehicle holding its features, its labels as columns,
+    // its owner's consents and contact room: built once, then filtered per strategy.
+    let mut base_columns = vec!["p.*".to_owned(), format!("{room} AS room")];
+    base_columns.extend(
+        channels
+            .iter()
+            .map(|channel| format!("c.{channel}_opt_in AS {channel}_opt_in")),
+    );
+    base_columns.extend(label_columns);
+    let base = format!(
+        "SELECT {} FROM l JOIN {profiles} p ON p.vin = l.vin LEFT JOIN customers c ON c.id = p.customer_id \
+         WHERE {select}",
+        base_columns.join(", ")
     );
     let mut parts = Vec::new();
     for strategy in &rules.strategies {
@@ -425,9 +485,9 @@ fn strategy_statements(
             .channels
             .iter()
             .map(|channel| {
-                let consent = format!("c.{channel}_opt_in");
+                let consent = format!("b.{channel}_opt_in");
                 let test = if channel == "push" {
-                    format!("p.device_id IS NOT NULL AND {consent}")
+                    format!("b.device_id IS NOT NULL AND {consent}")
                 } else {
                     consent
                 };
@@ -435,20 +495,16 @@ fn strategy_statements(
             })
             .collect();
         parts.push(format!(
-            "SELECT p.vin, p.customer_id, {} AS strategy, {} AS priority, CASE {} END AS channel, {room} AS room, {} AS reason \
-             FROM {profiles} p LEFT JOIN customers c ON c.id = p.customer_id JOIN l ON l.vin = p.vin \
-             WHERE {select} AND {}",
+            "SELECT b.vin, b.customer_id, {} AS strategy, {} AS priority, CASE {} END AS channel, b.room, {} AS reason \
+             FROM b WHERE {}",
             sql_text(&strategy.name),
             strategy.priority,
             channel.join(" "),
             sql_text(&format!("{}: {}", strategy.title, strategy.when.text)),
-            condition_sql(&strategy.when, day, true),
+            condition_sql(&strategy.when, day, "b", true),
         ));
     }
-    let mut statements = vec![Statement::new(
-        format!("DELETE FROM {actions} WHERE {delete}"),
-        delete_params,
-    )];
+    let mut statements = vec![delete_from(actions, scope)];
     if parts.is_empty() {
         return statements;
     }
@@ -458,7 +514,7 @@ fn strategy_statements(
     statements.push(Statement::new(
         format!(
             "INSERT INTO {actions} (vin, customer_id, strategy, priority, rank, channel, status, reason, labelled_day) \
-             WITH l AS ({pivot}) \
+             WITH l AS ({pivot}), b AS MATERIALIZED ({base}) \
              SELECT vin, customer_id, strategy, priority, rank, channel, \
                  CASE WHEN channel IS NULL THEN 'no_channel' WHEN channel_rank <= room THEN 'planned' ELSE 'capped' END, \
                  reason, ${day_param} \
@@ -472,6 +528,28 @@ fn strategy_statements(
         all,
     ));
     statements
+}
+
+/// The statements of a relabel, step by step: each step's statements run in one transaction.
+pub fn plan(
+    rules: &Rules,
+    t: &Tables,
+    dialect: Dialect,
+    scope: &Scope,
+    day: Day,
+) -> Vec<(&'static str, Vec<Statement>)> {
+    vec![
+        (
+            "profiles",
+            profile_statements(rules, t, dialect, scope, day),
+        ),
+        ("tiers", tier_statements(rules, t, scope, day)),
+        ("labels", group_statements(rules, t, scope, day)),
+        (
+            "strategies",
+            strategy_statements(rules, t, dialect, scope, day),
+        ),
+    ]
 }
 
 /// Relabels the vehicles in `scope` as of `day`, reporting each step.
@@ -494,76 +572,41 @@ pub async fn relabel_into(
     day: Day,
     mut progress: impl FnMut(&Step),
 ) -> Result<u64, StoreError> {
-    let dialect = store.dialect();
-    let (delete, delete_params) = scope_sql(scope, "vin", 1);
-    let steps: [(&'static str, Vec<Statement>); 4] = [
-        (
-            "profiles",
-            profile_statements(rules, t, dialect, scope, day),
-        ),
-        ("tiers", tier_statements(rules, t, scope, day)),
-        ("labels", {
-            let mut statements = vec![Statement::new(
-                format!(
-                    "DELETE FROM {} WHERE {delete} AND grp NOT IN ({})",
-                    t.labels,
-                    {
-                        let tiers: Vec<String> =
-                            rules.tiers.iter().map(|t| sql_text(&t.group)).collect();
-                        if tiers.is_empty() {
-                            "''".to_owned()
-                        } else {
-                            tiers.join(", ")
-                        }
-                    }
-                ),
-                delete_params.clone(),
-            )];
-            statements.extend(group_statements(rules, t, scope, day));
-            statements
-        }),
-        (
-            "strategies",
-            strategy_statements(rules, t, dialect, scope, day),
-        ),
-    ];
-    // Tier labels are replaced with the tiers; the other labels with the groups.
-    let mut steps = steps;
-    steps[1].1.insert(
-        0,
-        Statement::new(
-            format!("DELETE FROM {} WHERE {delete} AND grp IN ({})", t.labels, {
-                let tiers: Vec<String> = rules.tiers.iter().map(|t| sql_text(&t.group)).collect();
-                if tiers.is_empty() {
-                    "''".to_owned()
-                } else {
-                    tiers.join(", ")
-                }
-            }),
-            delete_params,
-        ),
-    );
+    let steps = plan(rules, t, store.dialect(), scope, day);
     let of = steps.len();
+    let names: Vec<&'static str> = steps.iter().map(|(name, _)| *name).collect();
+    let deletes: Vec<usize> = steps
+        .iter()
+        .map(|(_, statements)| {
+            statements
+                .iter()
+                .take_while(|s| s.sql.starts_with("DELETE"))
+                .count()
+        })
+        .collect();
     let mut vehicles = 0;
-    for (index, (name, statements)) in steps.into_iter().enumerate() {
-        let started = Instant::now();
-        let deletes = statements
-            .iter()
-            .take_while(|s| s.sql.starts_with("DELETE"))
-            .count();
-        let affected = store.execute(statements).await?;
-        let rows: u64 = affected.iter().skip(deletes).sum();
-        if index == 0 {
-            vehicles = rows;
-        }
-        progress(&Step {
-            number: index + 1,
-            of,
-            name,
-            rows,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
+    // One transaction: readers see the old labels or the new ones, never half of each.
+    store
+        .execute_steps(
+            steps
+                .into_iter()
+                .map(|(_, statements)| statements)
+                .collect(),
+            |index, affected, seconds| {
+                let rows: u64 = affected.iter().skip(deletes[index]).sum();
+                if index == 0 {
+                    vehicles = rows;
+                }
+                progress(&Step {
+                    number: index + 1,
+                    of,
+                    name: names[index],
+                    rows,
+                    seconds,
+                });
+            },
+        )
+        .await?;
     Ok(vehicles)
 }
 

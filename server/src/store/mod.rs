@@ -16,6 +16,7 @@ mod ingest;
 pub mod postgres;
 pub mod registry;
 pub mod sqlite;
+pub mod synthetic;
 pub mod value;
 
 use std::borrow::Cow;
@@ -97,6 +98,13 @@ pub trait Backend: Send + Sync + Debug {
     fn dialect(&self) -> Dialect;
     /// Runs `statements` in one transaction; returns the rows each changed.
     async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
+    /// Runs several steps of statements in one transaction, reporting each step as it
+    /// finishes (readers see all of it or none of it; long jobs still show progress).
+    async fn execute_steps(
+        &self,
+        steps: Vec<Vec<Statement>>,
+        progress: StepSender,
+    ) -> Result<Vec<Vec<u64>>, StoreError>;
     /// Runs a query.
     async fn query(
         &self,
@@ -107,6 +115,10 @@ pub trait Backend: Send + Sync + Debug {
     /// concurrent servers kept from applying the same one twice.
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
 }
+
+/// Where a back-end reports each finished step of [`Backend::execute_steps`]: its index, the
+/// rows each statement changed and the seconds it took.
+pub type StepSender = tokio::sync::mpsc::UnboundedSender<(usize, Vec<u64>, f64)>;
 
 /// One envelope as received, decoded and ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +268,29 @@ impl Store {
     /// Runs statements in one transaction; for the service layer.
     pub(crate) async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
         self.backend.execute(statements).await
+    }
+
+    /// Runs steps of statements in one transaction, calling `progress` with each step's index,
+    /// rows changed per statement and seconds as it finishes; for the service layer.
+    pub(crate) async fn execute_steps(
+        &self,
+        steps: Vec<Vec<Statement>>,
+        mut progress: impl FnMut(usize, &[u64], f64),
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        let (sender, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        let work = self.backend.execute_steps(steps, sender);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                Some((index, rows, seconds)) = finished.recv() => progress(index, &rows, seconds),
+                result = &mut work => {
+                    while let Ok((index, rows, seconds)) = finished.try_recv() {
+                        progress(index, &rows, seconds);
+                    }
+                    return result;
+                }
+            }
+        }
     }
 
     /// Stores a batch of envelopes in one transaction; duplicates are recognised, not stored

@@ -11,7 +11,7 @@ use futures::future::try_join_all;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::{Backend, Dialect, Row, Statement, StoreError, Value};
+use super::{Backend, Dialect, Row, Statement, StepSender, StoreError, Value};
 
 /// The PostgreSQL back-end.
 #[derive(Clone)]
@@ -77,22 +77,40 @@ impl Backend for Postgres {
     }
 
     async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        let (sender, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut steps = self.execute_steps(vec![statements], sender).await?;
+        Ok(steps.pop().unwrap_or_default())
+    }
+
+    async fn execute_steps(
+        &self,
+        steps: Vec<Vec<Statement>>,
+        progress: StepSender,
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut prepared = Vec::with_capacity(statements.len());
-        for statement in &statements {
-            prepared.push(tx.prepare_cached(&statement.sql).await?);
+        let mut all = Vec::with_capacity(steps.len());
+        for (index, statements) in steps.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let mut prepared = Vec::with_capacity(statements.len());
+            for statement in statements {
+                prepared.push(tx.prepare_cached(&statement.sql).await?);
+            }
+            // Pipelined: the statements go out together and run in order.
+            let futures = statements
+                .iter()
+                .zip(&prepared)
+                .map(|(statement, prepared)| {
+                    let tx = &tx;
+                    async move { tx.execute(prepared, &params(&statement.params)).await }
+                });
+            let affected = try_join_all(futures).await?;
+            // Nobody listening is fine: progress is for people.
+            let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
+            all.push(affected);
         }
-        let futures = statements
-            .iter()
-            .zip(&prepared)
-            .map(|(statement, prepared)| {
-                let tx = &tx;
-                async move { tx.execute(prepared, &params(&statement.params)).await }
-            });
-        let affected = try_join_all(futures).await?;
         tx.commit().await?;
-        Ok(affected)
+        Ok(all)
     }
 
     async fn query(

@@ -1,0 +1,143 @@
+//! Benchmark: a full relabel of a synthetic population with the default rules.
+//!
+//! ```sh
+//! cargo run --release -p drivetag-server --example relabel_bench -- --customers 1000000
+//! cargo run --release -p drivetag-server --example relabel_bench -- --customers 1000000 \
+//!     --postgres postgres://postgres@127.0.0.1:5432/test
+//! ```
+//!
+//! Loads the population (see `drivetag_server::store::synthetic`) into a fresh SQLite file or a fresh
+//! PostgreSQL schema, relabels everyone `--runs` times and prints each step's time, then drops
+//! what it made unless `--keep`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use drivetag_server::labels::engine::{Day, LIVE, Scope, plan, relabel};
+use drivetag_server::labels::rules::Rules;
+use drivetag_server::store::synthetic::{Size, populate};
+use drivetag_server::store::{Store, Value};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Customers (one vehicle each).
+    #[arg(long, default_value_t = 100_000)]
+    customers: u64,
+    /// Days of agent summaries per vehicle.
+    #[arg(long, default_value_t = 30)]
+    days: u64,
+    /// Full relabels to time.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// PostgreSQL URL; without it, a SQLite file in a temporary directory (or --sqlite).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// SQLite file to use instead of a temporary one.
+    #[arg(long)]
+    sqlite: Option<std::path::PathBuf>,
+    /// Keep the database afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the relabel's SQL, parameters inlined, to this file (to time each statement
+    /// in `sqlite3` or `psql` against a database kept with --keep).
+    #[arg(long)]
+    sql: Option<std::path::PathBuf>,
+}
+
+/// A parameter as an SQL literal.
+fn literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Int(v) => v.to_string(),
+        Value::Real(v) => v.to_string(),
+        Value::Text(v) => format!("'{}'", v.replace('\'', "''")),
+        Value::Bool(v) => v.to_string(),
+        Value::Bytes(_) => "NULL".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let today = Day::of_date(jiff::civil::date(2026, 11, 15));
+    let dir = tempfile::tempdir()?;
+    let schema = format!("relabel_bench_{}", std::process::id());
+    let store = match &args.postgres {
+        Some(url) => {
+            let backend = drivetag_server::store::postgres::Postgres::connect(url, Some(&schema))?;
+            Store::new(Arc::new(backend)).await?
+        }
+        None => {
+            let path = args
+                .sqlite
+                .clone()
+                .unwrap_or_else(|| dir.path().join("bench.sqlite"));
+            Store::open(&format!("sqlite://{}", path.display())).await?
+        }
+    };
+    let size = Size {
+        customers: args.customers,
+        days: args.days,
+        today: today.number,
+    };
+    println!(
+        "population: {} customers, {} days of summaries each, {:?}",
+        size.customers,
+        size.days,
+        store.dialect()
+    );
+    let started = Instant::now();
+    let rows = populate(&store, size, |name, rows, seconds| {
+        println!("  load {name:<20} {rows:>11} rows {seconds:>8.1} s");
+    })
+    .await
+    .context("loading the population")?;
+    println!(
+        "  loaded {rows} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let rules = Rules::defaults();
+    if let Some(path) = &args.sql {
+        let mut text = String::new();
+        for (step, statements) in plan(&rules, &LIVE, store.dialect(), &Scope::All, today) {
+            for statement in statements {
+                let mut sql = statement.sql.to_string();
+                // Highest first, so $1 does not clobber $10.
+                for (index, value) in statement.params.iter().enumerate().rev() {
+                    sql = sql.replace(&format!("${}", index + 1), &literal(value));
+                }
+                text.push_str(&format!("-- {step}\n{sql};\n"));
+            }
+        }
+        std::fs::write(path, text)?;
+    }
+    for run in 1..=args.runs {
+        let started = Instant::now();
+        let vehicles = relabel(&store, &rules, &Scope::All, today, |step| {
+            println!(
+                "  run {run} step {}/{} {:<11} {:>10} rows {:>8.2} s",
+                step.number, step.of, step.name, step.rows, step.seconds
+            );
+        })
+        .await?;
+        println!(
+            "run {run}: relabelled {vehicles} vehicles in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if args.keep {
+        match &args.postgres {
+            Some(_) => println!("kept schema {schema}"),
+            None => println!("kept {}", dir.keep().display()),
+        }
+    } else if let Some(url) = &args.postgres {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await?;
+    }
+    Ok(())
+}
