@@ -553,6 +553,14 @@ async fn a_partial_relabel_agrees_with_a_full_one(store: Store) {
         .unwrap();
     let partial = store.labels_of_vin("P2").await.unwrap();
     let partial_score = store.tier_scores("consumption_ability").await.unwrap()["P2"];
+    // The background labeller's scope (vehicles whose agents sent something since a time)
+    // gives P2 the same score.
+    let relabelled = relabel(&store, &rules, &Scope::ReceivedSince(0), today(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(relabelled, 6);
+    let since_score = store.tier_scores("consumption_ability").await.unwrap()["P2"];
+    assert!((since_score - partial_score).abs() < 1e-9);
     relabel(&store, &rules, &Scope::All, today(), |_| {})
         .await
         .unwrap();

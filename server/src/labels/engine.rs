@@ -8,7 +8,7 @@
 
 use super::features::{FEATURES, PROFILES_SQL, feature};
 use super::rules::{Condition, Rules};
-use crate::store::{Dialect, Statement, Store, StoreError, Value};
+use crate::store::{Dialect, Isolation, Statement, Store, StoreError, Value};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,13 +585,16 @@ pub async fn relabel_into(
         })
         .collect();
     let mut vehicles = 0;
-    // One transaction: readers see the old labels or the new ones, never half of each.
+    // One transaction: readers see the old labels or the new ones, never half of each. On one
+    // snapshot: the scope (vehicles with new data) must not grow between a step's delete and
+    // a later step's insert while ingest commits.
     store
         .execute_steps(
             steps
                 .into_iter()
                 .map(|(_, statements)| statements)
                 .collect(),
+            Isolation::Snapshot,
             |index, affected, seconds| {
                 let rows: u64 = affected.iter().skip(deletes[index]).sum();
                 if index == 0 {

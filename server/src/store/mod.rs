@@ -75,7 +75,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// PostgreSQL refused.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be had.
     #[error("postgres pool: {0}")]
@@ -91,18 +91,40 @@ pub enum StoreError {
     Data(String),
 }
 
+/// A PostgreSQL error with the server's own message, code and detail (the driver's `Display`
+/// says only "db error").
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(": {detail}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
 /// What a back-end does: run statements in one transaction, and query.
 #[async_trait]
 pub trait Backend: Send + Sync + Debug {
     /// Its dialect.
     fn dialect(&self) -> Dialect;
     /// Runs `statements` in one transaction; returns the rows each changed.
-    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        let (sender, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut steps = self
+            .execute_steps(vec![statements], Isolation::Statement, sender)
+            .await?;
+        Ok(steps.pop().unwrap_or_default())
+    }
     /// Runs several steps of statements in one transaction, reporting each step as it
     /// finishes (readers see all of it or none of it; long jobs still show progress).
     async fn execute_steps(
         &self,
         steps: Vec<Vec<Statement>>,
+        isolation: Isolation,
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError>;
     /// Runs a query.
@@ -114,6 +136,18 @@ pub trait Backend: Send + Sync + Debug {
     /// Applies the migrations it has not applied yet, in order, each in a transaction, with
     /// concurrent servers kept from applying the same one twice.
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
+}
+
+/// What the statements of one transaction see of others' commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each statement sees what was committed before it began (PostgreSQL's READ COMMITTED):
+    /// right for ingest, where a conflicting insert must wait and then do nothing.
+    Statement,
+    /// Every statement sees the snapshot of the first (REPEATABLE READ): a relabel selects the
+    /// same vehicles in its deletes and its inserts even while ingest commits new data. SQLite
+    /// gives this anyway (one writer at a time).
+    Snapshot,
 }
 
 /// Where a back-end reports each finished step of [`Backend::execute_steps`]: its index, the
@@ -275,10 +309,11 @@ impl Store {
     pub(crate) async fn execute_steps(
         &self,
         steps: Vec<Vec<Statement>>,
+        isolation: Isolation,
         mut progress: impl FnMut(usize, &[u64], f64),
     ) -> Result<Vec<Vec<u64>>, StoreError> {
         let (sender, mut finished) = tokio::sync::mpsc::unbounded_channel();
-        let work = self.backend.execute_steps(steps, sender);
+        let work = self.backend.execute_steps(steps, isolation, sender);
         tokio::pin!(work);
         loop {
             tokio::select! {

@@ -8,10 +8,10 @@ use std::borrow::Cow;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::future::try_join_all;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls};
 
-use super::{Backend, Dialect, Row, Statement, StepSender, StoreError, Value};
+use super::{Backend, Dialect, Isolation, Row, Statement, StepSender, StoreError, Value};
 
 /// The PostgreSQL back-end.
 #[derive(Clone)]
@@ -76,19 +76,21 @@ impl Backend for Postgres {
         Dialect::Postgres
     }
 
-    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
-        let (sender, _) = tokio::sync::mpsc::unbounded_channel();
-        let mut steps = self.execute_steps(vec![statements], sender).await?;
-        Ok(steps.pop().unwrap_or_default())
-    }
-
     async fn execute_steps(
         &self,
         steps: Vec<Vec<Statement>>,
+        isolation: Isolation,
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(match isolation {
+                Isolation::Statement => IsolationLevel::ReadCommitted,
+                Isolation::Snapshot => IsolationLevel::RepeatableRead,
+            })
+            .start()
+            .await?;
         let mut all = Vec::with_capacity(steps.len());
         for (index, statements) in steps.iter().enumerate() {
             let started = std::time::Instant::now();

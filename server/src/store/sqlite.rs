@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{Backend, Dialect, Row, Statement, StepSender, StoreError, Value};
+use super::{Backend, Dialect, Isolation, Row, Statement, StepSender, StoreError, Value};
 
 /// The SQLite back-end.
 #[derive(Debug, Clone)]
@@ -84,15 +84,11 @@ impl Backend for Sqlite {
         Dialect::Sqlite
     }
 
-    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
-        let (sender, _) = tokio::sync::mpsc::unbounded_channel();
-        let mut steps = self.execute_steps(vec![statements], sender).await?;
-        Ok(steps.pop().unwrap_or_default())
-    }
-
     async fn execute_steps(
         &self,
         steps: Vec<Vec<Statement>>,
+        // One writer at a time: a write transaction's statements see one state whatever this says.
+        _isolation: Isolation,
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
         self.blocking(move |db| {
