@@ -4,9 +4,13 @@
 //! are; the first CSV line names every column. A fleet's or a store's export holds only its own
 //! rows: the pages are read through the caller's scope.
 
+use std::borrow::Cow;
+
+use tokio::task::JoinHandle;
+
 use super::access::Caller;
 use super::read::{ExportRow, ReadError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Vehicles per page.
 pub const PAGE: usize = 5_000;
@@ -56,8 +60,18 @@ pub struct Export {
     after: String,
     started: bool,
     done: bool,
+    /// The next page, read while the current one is written.
+    next: Option<JoinHandle<Result<Vec<ExportRow>, ReadError>>>,
     /// Rows written so far.
     pub rows: u64,
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            next.abort();
+        }
+    }
 }
 
 impl Export {
@@ -81,6 +95,7 @@ impl Export {
             after: String::new(),
             started: false,
             done: false,
+            next: None,
             rows: 0,
         })
     }
@@ -95,30 +110,41 @@ impl Export {
             .collect()
     }
 
-    fn values(&self, row: &ExportRow) -> Vec<String> {
+    /// A row's values, in the order of [`Export::columns`], borrowed where they can be: an
+    /// export writes millions of them.
+    fn values<'a>(&'a self, row: &'a ExportRow) -> Vec<Cow<'a, str>> {
         let v = &row.vehicle;
-        let mut out = vec![
-            v.vin.clone(),
-            v.device_id.clone().unwrap_or_default(),
-            v.make.clone(),
-            v.model.clone(),
-            v.model_year.to_string(),
-            v.energy.clone(),
-            v.price_class.clone(),
-            v.customer_id.clone().unwrap_or_default(),
-            row.customer_name.clone().unwrap_or_default(),
-            v.fleet_id.clone().unwrap_or_default(),
-            v.store_id.map(|s| s.to_string()).unwrap_or_default(),
-        ];
+        let text = |value: &'a Option<String>| Cow::Borrowed(value.as_deref().unwrap_or_default());
+        let mut out = Vec::with_capacity(FIXED.len() + self.groups.len() + TAIL.len());
+        out.extend([
+            Cow::Borrowed(v.vin.as_str()),
+            text(&v.device_id),
+            Cow::Borrowed(v.make.as_str()),
+            Cow::Borrowed(v.model.as_str()),
+            Cow::Owned(v.model_year.to_string()),
+            Cow::Borrowed(v.energy.as_str()),
+            Cow::Borrowed(v.price_class.as_str()),
+            text(&v.customer_id),
+            text(&row.customer_name),
+            text(&v.fleet_id),
+            v.store_id
+                .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
+        ]);
         out.extend(
             self.groups
                 .iter()
-                .map(|g| row.labels.get(g).cloned().unwrap_or_default()),
+                .map(|g| Cow::Borrowed(row.labels.get(g).map_or("", String::as_str))),
         );
-        out.push(row.first_action.clone().unwrap_or_default());
-        out.push(row.first_channel.clone().unwrap_or_default());
-        out.push(row.first_status.clone().unwrap_or_default());
+        out.push(text(&row.first_action));
+        out.push(text(&row.first_channel));
+        out.push(text(&row.first_status));
         out
+    }
+
+    async fn read_page(&self, after: String) -> Result<Vec<ExportRow>, ReadError> {
+        self.store
+            .export_page(&self.caller, self.filter.as_deref(), &after, PAGE)
+            .await
     }
 
     /// The next chunk of output, or `None` when the export is complete.
@@ -133,34 +159,56 @@ impl Export {
             let _ = writer.flush();
         }
         self.started = true;
-        let page = self
-            .store
-            .export_page(&self.caller, self.filter.as_deref(), &self.after, PAGE)
-            .await?;
+        let page = match self.next.take() {
+            Some(next) => next
+                .await
+                .map_err(|error| StoreError::Worker(error.to_string()))??,
+            None => self.read_page(self.after.clone()).await?,
+        };
         if page.len() < PAGE {
             self.done = true;
         }
         if let Some(last) = page.last() {
             self.after = last.vehicle.vin.clone();
         }
+        if !self.done {
+            // Read the next page while this one is formatted and sent: the database and the
+            // formatting each take a core.
+            let (store, caller, filter, after) = (
+                self.store.clone(),
+                self.caller.clone(),
+                self.filter.clone(),
+                self.after.clone(),
+            );
+            self.next = Some(tokio::spawn(async move {
+                store
+                    .export_page(&caller, filter.as_deref(), &after, PAGE)
+                    .await
+            }));
+        }
         match self.format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(&mut out);
                 for row in &page {
-                    let _ = writer.write_record(self.values(row));
+                    let _ = writer.write_record(self.values(row).iter().map(|v| v.as_bytes()));
                 }
                 let _ = writer.flush();
             }
             Format::Ndjson => {
+                // Keys in the order of the CSV's columns.
                 let columns = self.columns();
                 for row in &page {
-                    let object: serde_json::Map<String, serde_json::Value> = columns
-                        .iter()
-                        .cloned()
-                        .zip(self.values(row).into_iter().map(serde_json::Value::from))
-                        .collect();
-                    let _ = serde_json::to_writer(&mut out, &object);
-                    out.push(b'\n');
+                    out.push(b'{');
+                    for (index, (column, value)) in columns.iter().zip(self.values(row)).enumerate()
+                    {
+                        if index > 0 {
+                            out.push(b',');
+                        }
+                        let _ = serde_json::to_writer(&mut out, column);
+                        out.push(b':');
+                        let _ = serde_json::to_writer(&mut out, value.as_ref());
+                    }
+                    out.extend_from_slice(b"}\n");
                 }
             }
         }

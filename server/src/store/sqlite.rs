@@ -41,12 +41,13 @@ impl Sqlite {
         let connect = || -> Result<Connection, rusqlite::Error> {
             let conn = Connection::open(&path)?;
             conn.busy_timeout(std::time::Duration::from_secs(30))?;
-            // A relabel of a large population sorts and rewrites millions of rows: with
-            // SQLite's 2 MB default page cache and temporary files it spends most of its time
-            // re-reading pages, so each connection gets a 64 MB cache and in-memory temp tables.
+            // A relabel of a large population rewrites millions of rows: with SQLite's 2 MB
+            // default page cache it spends most of its time re-reading pages, so each
+            // connection gets 64 MB. Sorts stay in temporary files: in memory they left a
+            // server at 1.3 GB of RSS after relabelling a million customers.
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
-                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                 PRAGMA cache_size = -65536;",
             )?;
             Ok(conn)
         };
