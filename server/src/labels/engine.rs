@@ -1,8 +1,8 @@
 //! Relabelling: rules compiled to SQL and run by the database, for every vehicle or for the
 //! ones whose data changed.
 //!
-//! A relabel runs in four steps, each one transaction: profiles (the features), tier scores and
-//! tiers, label groups, strategies. Percentile tiers rank the whole population with window
+//! A relabel runs in four reported steps of one transaction: profiles (the features), tier
+//! scores and tiers, label groups, strategies. Percentile tiers rank the whole population with window
 //! functions; a partial relabel ranks its vehicles against the stored population with counts,
 //! so both give the same tier for the same data.
 
@@ -530,7 +530,7 @@ fn strategy_statements(
     statements
 }
 
-/// The statements of a relabel, step by step: each step's statements run in one transaction.
+/// The statements of a relabel, step by step; all of them run in one transaction.
 pub fn plan(
     rules: &Rules,
     t: &Tables,

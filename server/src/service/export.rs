@@ -141,10 +141,20 @@ impl Export {
         out
     }
 
-    async fn read_page(&self, after: String) -> Result<Vec<ExportRow>, ReadError> {
-        self.store
-            .export_page(&self.caller, self.filter.as_deref(), &after, PAGE)
-            .await
+    /// Starts reading the page after `self.after`, on its own task so that the database reads
+    /// it while the current page is formatted and sent (each takes a core).
+    fn fetch(&self) -> JoinHandle<Result<Vec<ExportRow>, ReadError>> {
+        let (store, caller, filter, after) = (
+            self.store.clone(),
+            self.caller.clone(),
+            self.filter.clone(),
+            self.after.clone(),
+        );
+        tokio::spawn(async move {
+            store
+                .export_page(&caller, filter.as_deref(), &after, PAGE)
+                .await
+        })
     }
 
     /// The next chunk of output, or `None` when the export is complete.
@@ -159,12 +169,12 @@ impl Export {
             let _ = writer.flush();
         }
         self.started = true;
-        let page = match self.next.take() {
-            Some(next) => next
-                .await
-                .map_err(|error| StoreError::Worker(error.to_string()))??,
-            None => self.read_page(self.after.clone()).await?,
-        };
+        let page = self
+            .next
+            .take()
+            .unwrap_or_else(|| self.fetch())
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))??;
         if page.len() < PAGE {
             self.done = true;
         }
@@ -172,19 +182,7 @@ impl Export {
             self.after = last.vehicle.vin.clone();
         }
         if !self.done {
-            // Read the next page while this one is formatted and sent: the database and the
-            // formatting each take a core.
-            let (store, caller, filter, after) = (
-                self.store.clone(),
-                self.caller.clone(),
-                self.filter.clone(),
-                self.after.clone(),
-            );
-            self.next = Some(tokio::spawn(async move {
-                store
-                    .export_page(&caller, filter.as_deref(), &after, PAGE)
-                    .await
-            }));
+            self.next = Some(self.fetch());
         }
         match self.format {
             Format::Csv => {
