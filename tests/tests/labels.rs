@@ -585,9 +585,10 @@ async fn a_partial_relabel_agrees_with_a_full_one(store: Store) {
     );
 }
 
-/// A generated population of a thousand customers relabels whole: four steps reported in
+/// A generated population of a thousand customers relabels whole: five steps reported in
 /// order, a lifecycle label for everyone, tiers within their shares, contiguous action ranks,
-/// and the same result a second time.
+/// each vehicle's one-row label list equal to its label rows, and the same result a second
+/// time.
 async fn a_synthetic_population_relabels_whole(store: Store) {
     let day = today();
     let size = drivetag_server::store::synthetic::Size {
@@ -608,8 +609,25 @@ async fn a_synthetic_population_relabels_whole(store: Store) {
     .unwrap();
     assert_eq!(vehicles, 1000);
     let names: Vec<&str> = steps.iter().map(|(_, name, _)| *name).collect();
-    assert_eq!(names, ["profiles", "tiers", "labels", "strategies"]);
+    assert_eq!(
+        names,
+        ["profiles", "tiers", "labels", "strategies", "label lists"]
+    );
     assert_eq!(steps[0].2, 1000);
+    assert_eq!(steps[4].2, 1000);
+    let lists = store.label_lists().await.unwrap();
+    assert_eq!(lists.len(), 1000);
+    for (vin, list) in lists.iter().step_by(37) {
+        let rows: Vec<String> = store
+            .labels_of_vin(vin)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(group, value)| format!("{group}={value}"))
+            .collect();
+        assert!(rows.len() >= 6, "{vin}: {rows:?}");
+        assert_eq!(list, &rows.join(" "), "{vin}");
+    }
     assert_eq!(labels_of(&store, "lifecycle").await.len(), 1000);
     for tier in &rules.tiers {
         let labels = labels_of(&store, &tier.group).await;

@@ -1,8 +1,9 @@
 //! Relabelling: rules compiled to SQL and run by the database, for every vehicle or for the
 //! ones whose data changed.
 //!
-//! A relabel runs in four reported steps of one transaction: profiles (the features), tier
-//! scores and tiers, label groups, strategies. Percentile tiers rank the whole population with window
+//! A relabel runs in five reported steps of one transaction: profiles (the features), tier
+//! scores and tiers, label groups, strategies, and each vehicle's labels in one row (what
+//! lists and exports read). Percentile tiers rank the whole population with window
 //! functions; a partial relabel ranks its vehicles against the stored population with counts,
 //! so both give the same tier for the same data.
 
@@ -21,6 +22,8 @@ pub struct Tables {
     pub labels: &'static str,
     /// Next-best actions.
     pub actions: &'static str,
+    /// Every vehicle's labels in one row.
+    pub vehicle_labels: &'static str,
 }
 
 /// The tables in force.
@@ -29,6 +32,7 @@ pub const LIVE: Tables = Tables {
     tier_scores: "tier_scores",
     labels: "labels",
     actions: "actions",
+    vehicle_labels: "vehicle_labels",
 };
 
 /// The shadow tables of `rules check`.
@@ -37,6 +41,7 @@ pub const PREVIEW: Tables = Tables {
     tier_scores: "preview_tier_scores",
     labels: "preview_labels",
     actions: "preview_actions",
+    vehicle_labels: "preview_vehicle_labels",
 };
 
 /// Which vehicles to relabel.
@@ -530,6 +535,24 @@ fn strategy_statements(
     statements
 }
 
+/// Step 5: each vehicle's labels in one row, for lists and exports.
+fn list_statements(t: &Tables, dialect: Dialect, scope: &Scope) -> Vec<Statement> {
+    let (select, params) = scope_sql(scope, "vin", 1);
+    vec![
+        delete_from(t.vehicle_labels, scope),
+        Statement::new(
+            format!(
+                "INSERT INTO {} (vin, labels) SELECT vin, {}(grp || '=' || value, ' ' ORDER BY grp, value) \
+                 FROM {} WHERE {select} GROUP BY vin",
+                t.vehicle_labels,
+                dialect.string_agg(),
+                t.labels
+            ),
+            params,
+        ),
+    ]
+}
+
 /// The statements of a relabel, step by step; all of them run in one transaction.
 pub fn plan(
     rules: &Rules,
@@ -549,6 +572,7 @@ pub fn plan(
             "strategies",
             strategy_statements(rules, t, dialect, scope, day),
         ),
+        ("label lists", list_statements(t, dialect, scope)),
     ]
 }
 

@@ -130,11 +130,7 @@ impl Export {
             v.store_id
                 .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
         ]);
-        out.extend(
-            self.groups
-                .iter()
-                .map(|g| Cow::Borrowed(row.labels.get(g).map_or("", String::as_str))),
-        );
+        out.extend(self.groups.iter().map(|g| row.labels_in(g)));
         out.push(text(&row.first_action));
         out.push(text(&row.first_channel));
         out.push(text(&row.first_status));

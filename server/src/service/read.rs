@@ -184,7 +184,12 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-const VEHICLE_COLUMNS: &str = "v.vin, v.device_id, v.make, v.model, v.model_year, v.energy, v.price_class, v.customer_id, v.fleet_id, v.store_id";
+/// A vehicle's columns, with its labels from `vehicle_labels` (joined as `vl` by
+/// [`VEHICLES`]).
+const VEHICLE_COLUMNS: &str = "v.vin, v.device_id, v.make, v.model, v.model_year, v.energy, v.price_class, v.customer_id, v.fleet_id, v.store_id, vl.labels";
+
+/// Vehicles with their labels in one row: what [`VEHICLE_COLUMNS`] reads from.
+const VEHICLES: &str = "vehicles v LEFT JOIN vehicle_labels vl ON vl.vin = v.vin";
 
 fn vehicle(row: &Row) -> VehicleSummary {
     VehicleSummary {
@@ -198,7 +203,17 @@ fn vehicle(row: &Row) -> VehicleSummary {
         customer_id: opt_text(row, 7),
         fleet_id: opt_text(row, 8),
         store_id: row[9].int(),
-        labels: Vec::new(),
+        labels: row
+            .get(10)
+            .and_then(Value::text)
+            .map(|labels| {
+                labels
+                    .split(' ')
+                    .filter(|label| !label.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -206,32 +221,6 @@ fn vehicle(row: &Row) -> VehicleSummary {
 pub const MAX_PAGE: usize = 500;
 
 impl Store {
-    async fn attach_labels(&self, vehicles: &mut [VehicleSummary]) -> Result<(), StoreError> {
-        if vehicles.is_empty() {
-            return Ok(());
-        }
-        let params: Vec<Value> = vehicles
-            .iter()
-            .map(|v| Value::from(v.vin.as_str()))
-            .collect();
-        let sql = format!(
-            "SELECT vin, grp, value FROM labels WHERE vin IN ({}) ORDER BY vin, grp, value",
-            placeholders(1, params.len())
-        );
-        let mut by_vin: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in self.query(sql, params).await? {
-            by_vin.entry(text(&row, 0)).or_default().push(format!(
-                "{}={}",
-                text(&row, 1),
-                text(&row, 2)
-            ));
-        }
-        for vehicle in vehicles {
-            vehicle.labels = by_vin.remove(&vehicle.vin).unwrap_or_default();
-        }
-        Ok(())
-    }
-
     /// Vehicles the caller may see, by VIN, filtered by labels, a page after `after`.
     pub async fn list_vehicles(
         &self,
@@ -254,16 +243,15 @@ impl Store {
         let after_param = params.len();
         params.push((limit as i64 + 1).into());
         let sql = format!(
-            "SELECT {VEHICLE_COLUMNS} FROM vehicles v WHERE {scope} AND {filter} AND v.vin > ${after_param} \
+            "SELECT {VEHICLE_COLUMNS} FROM {VEHICLES} WHERE {scope} AND {filter} AND v.vin > ${after_param} \
              ORDER BY v.vin LIMIT ${}",
             after_param + 1
         );
         let rows = self.query(sql, params).await?;
-        let mut items: Vec<VehicleSummary> = rows.iter().take(limit).map(vehicle).collect();
+        let items: Vec<VehicleSummary> = rows.iter().take(limit).map(vehicle).collect();
         let next = (rows.len() > limit)
             .then(|| items.last().map(|v| v.vin.clone()))
             .flatten();
-        self.attach_labels(&mut items).await?;
         Ok(Page { items, next })
     }
 
@@ -276,11 +264,11 @@ impl Store {
         let (scope, mut params) = caller.vehicle_scope(2);
         let mut all = vec![Value::from(vin)];
         all.append(&mut params);
-        let sql = format!("SELECT {VEHICLE_COLUMNS} FROM vehicles v WHERE v.vin = $1 AND {scope}");
+        let sql = format!("SELECT {VEHICLE_COLUMNS} FROM {VEHICLES} WHERE v.vin = $1 AND {scope}");
         let Some(row) = self.query(sql, all).await?.into_iter().next() else {
             return Ok(None);
         };
-        let mut summary = vehicle(&row);
+        let summary = vehicle(&row);
         let features = self.features_of(vin).await?;
         let labels: Vec<LabelView> = self
             .query("SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value", vec![vin.into()])
@@ -293,11 +281,6 @@ impl Store {
                 evidence: serde_json::from_str(&text(row, 3)).unwrap_or(serde_json::Value::Null),
                 labelled: day_text(row[4].int().unwrap_or(0)),
             })
-            .collect();
-        // The same rows as `attach_labels` would read, in the same order: one query fewer.
-        summary.labels = labels
-            .iter()
-            .map(|label| format!("{}={}", label.group, label.value))
             .collect();
         let actions = self
             .query("SELECT strategy, priority, rank, channel, status, reason FROM actions WHERE vin = $1 ORDER BY rank", vec![vin.into()])
@@ -573,15 +556,23 @@ impl Store {
 
     /// The label groups in use, for export columns.
     pub async fn label_groups(&self) -> Result<Vec<String>, StoreError> {
+        // One index probe per group (`labels_by_value` starts with the group): `DISTINCT`
+        // read all of a million vehicles' labels before an export's first byte.
         Ok(self
-            .query("SELECT DISTINCT grp FROM labels ORDER BY grp", vec![])
+            .query(
+                "WITH RECURSIVE g (grp) AS (SELECT MIN(grp) FROM labels \
+                 UNION ALL SELECT (SELECT MIN(l.grp) FROM labels l WHERE l.grp > g.grp) FROM g WHERE g.grp IS NOT NULL) \
+                 SELECT grp FROM g WHERE grp IS NOT NULL ORDER BY grp",
+                vec![],
+            )
             .await?
             .iter()
             .map(|row| text(row, 0))
             .collect())
     }
 
-    /// One page of the export: vehicles with customer, labels per group and the first action.
+    /// One page of the export: vehicles with customer, labels and the first action, in one
+    /// query.
     pub async fn export_page(
         &self,
         caller: &Caller,
@@ -602,71 +593,24 @@ impl Store {
         let after_param = params.len();
         params.push((limit as i64).into());
         let sql = format!(
-            "SELECT {VEHICLE_COLUMNS}, c.name, a.strategy, a.channel, a.status FROM vehicles v \
+            "SELECT {VEHICLE_COLUMNS}, c.name, a.strategy, a.channel, a.status FROM {VEHICLES} \
              LEFT JOIN customers c ON c.id = v.customer_id \
              LEFT JOIN actions a ON a.vin = v.vin AND a.rank = 1 \
              WHERE {scope} AND {filter} AND v.vin > ${after_param} ORDER BY v.vin LIMIT ${}",
             after_param + 1
         );
-        let rows = self.query(sql, params).await?;
-        let mut out: Vec<ExportRow> = rows
+        Ok(self
+            .query(sql, params)
+            .await?
             .iter()
             .map(|row| ExportRow {
                 vehicle: vehicle(row),
-                customer_name: opt_text(row, 10),
-                first_action: opt_text(row, 11),
-                first_channel: opt_text(row, 12),
-                first_status: opt_text(row, 13),
-                labels: BTreeMap::new(),
+                customer_name: opt_text(row, 11),
+                first_action: opt_text(row, 12),
+                first_channel: opt_text(row, 13),
+                first_status: opt_text(row, 14),
             })
-            .collect();
-        if let (Some(first), Some(last)) = (out.first(), out.last()) {
-            // Every vehicle between the page's first and last VIN is in the page only when
-            // nothing is filtered out. Otherwise the range can hold the whole table (a fleet's
-            // hundred vehicles are spread over every VIN): read the page's own VINs.
-            let everyone = caller.is_admin() && label_filter.is_none_or(|f| f.trim().is_empty());
-            let (sql, params) = if everyone {
-                (
-                    "SELECT vin, grp, value FROM labels WHERE vin >= $1 AND vin <= $2 ORDER BY vin, grp, value"
-                        .to_owned(),
-                    vec![first.vehicle.vin.clone().into(), last.vehicle.vin.clone().into()],
-                )
-            } else {
-                (
-                    format!(
-                        "SELECT vin, grp, value FROM labels WHERE vin IN ({}) ORDER BY vin, grp, value",
-                        placeholders(1, out.len())
-                    ),
-                    out.iter()
-                        .map(|row| Value::from(row.vehicle.vin.as_str()))
-                        .collect(),
-                )
-            };
-            let labels = self.query(sql, params).await?;
-            let mut index = 0;
-            // Nine labels a vehicle, millions of rows: their strings are moved, not copied.
-            for row in labels {
-                let mut row = row.into_iter();
-                let (Some(Value::Text(vin)), Some(Value::Text(group)), Some(Value::Text(value))) =
-                    (row.next(), row.next(), row.next())
-                else {
-                    continue;
-                };
-                while index < out.len() && out[index].vehicle.vin < vin {
-                    index += 1;
-                }
-                if let Some(item) = out.get_mut(index).filter(|item| item.vehicle.vin == vin) {
-                    let entry = item.labels.entry(group).or_default();
-                    if entry.is_empty() {
-                        *entry = value;
-                    } else {
-                        entry.push(';');
-                        entry.push_str(&value);
-                    }
-                }
-            }
-        }
-        Ok(out)
+            .collect())
     }
 }
 
@@ -683,6 +627,27 @@ pub struct ExportRow {
     pub first_channel: Option<String>,
     /// Its status.
     pub first_status: Option<String>,
-    /// Labels by group, `;`-joined when a group has several.
-    pub labels: BTreeMap<String, String>,
+}
+
+impl ExportRow {
+    /// The vehicle's labels in `group`, `;`-joined when it has several.
+    pub fn labels_in(&self, group: &str) -> std::borrow::Cow<'_, str> {
+        let mut values = self.vehicle.labels.iter().filter_map(|label| {
+            label
+                .strip_prefix(group)
+                .and_then(|rest| rest.strip_prefix('='))
+        });
+        match (values.next(), values.next()) {
+            (None, _) => "".into(),
+            (Some(one), None) => one.into(),
+            (Some(first), Some(second)) => {
+                let mut all = format!("{first};{second}");
+                for value in values {
+                    all.push(';');
+                    all.push_str(value);
+                }
+                all.into()
+            }
+        }
+    }
 }

@@ -41,6 +41,16 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// The aggregate joining texts with a separator (`f(text, sep ORDER BY ...)`).
+    pub fn string_agg(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "group_concat",
+            Dialect::Postgres => "string_agg",
+        }
+    }
+}
+
 /// One SQL statement with its parameters (`$1`, `$2`... in the text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
@@ -233,20 +243,26 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "labels", include_str!("migrations/0002_labels.sql")),
     (3, "api_keys", include_str!("migrations/0003_api_keys.sql")),
+    (
+        4,
+        "vehicle_labels",
+        include_str!("migrations/0004_vehicle_labels.sql"),
+    ),
 ];
 
 fn render(template: &str, dialect: Dialect) -> String {
-    let pairs: [(&str, &str); 5] = match dialect {
+    let pairs: [(&str, &str); 6] = match dialect {
         Dialect::Sqlite => [
             ("{id}", "INTEGER PRIMARY KEY"),
             ("{int}", "INTEGER"),
             ("{real}", "REAL"),
             ("{bool}", "INTEGER"),
             ("{bytes}", "BLOB"),
+            ("{string_agg}", dialect.string_agg()),
         ],
         Dialect::Postgres => [
             ("{id}", "BIGSERIAL PRIMARY KEY"),
@@ -254,6 +270,7 @@ fn render(template: &str, dialect: Dialect) -> String {
             ("{real}", "DOUBLE PRECISION"),
             ("{bool}", "BOOLEAN"),
             ("{bytes}", "BYTEA"),
+            ("{string_agg}", dialect.string_agg()),
         ],
     };
     pairs
@@ -524,6 +541,23 @@ impl Store {
                 "SELECT grp, value FROM labels WHERE vin = $1 ORDER BY grp, value",
                 vec![vin.into()],
             )
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row[0].text().unwrap_or_default().to_owned(),
+                    row[1].text().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// Every vehicle's labels in one row (`vehicle_labels`), by VIN.
+    pub async fn label_lists(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        Ok(self
+            .query("SELECT vin, labels FROM vehicle_labels", vec![])
             .await?
             .into_iter()
             .map(|row| {
