@@ -191,17 +191,26 @@ const VEHICLE_COLUMNS: &str = "v.vin, v.device_id, v.make, v.model, v.model_year
 /// Vehicles with their labels in one row: what [`VEHICLE_COLUMNS`] reads from.
 const VEHICLES: &str = "vehicles v LEFT JOIN vehicle_labels vl ON vl.vin = v.vin";
 
-fn vehicle(row: &Row) -> VehicleSummary {
+/// Moves the text out of `row[i]`: lists and exports turn millions of cells into views.
+fn take_text(row: &mut Row, i: usize) -> Option<String> {
+    match row.get_mut(i) {
+        Some(Value::Text(text)) => Some(std::mem::take(text)),
+        _ => None,
+    }
+}
+
+/// A vehicle from the [`VEHICLE_COLUMNS`] at the start of `row`, whose texts it takes.
+fn vehicle(row: &mut Row) -> VehicleSummary {
     VehicleSummary {
-        vin: text(row, 0),
-        device_id: opt_text(row, 1),
-        make: text(row, 2),
-        model: text(row, 3),
+        vin: take_text(row, 0).unwrap_or_default(),
+        device_id: take_text(row, 1),
+        make: take_text(row, 2).unwrap_or_default(),
+        model: take_text(row, 3).unwrap_or_default(),
         model_year: row[4].int().unwrap_or(0),
-        energy: text(row, 5),
-        price_class: text(row, 6),
-        customer_id: opt_text(row, 7),
-        fleet_id: opt_text(row, 8),
+        energy: take_text(row, 5).unwrap_or_default(),
+        price_class: take_text(row, 6).unwrap_or_default(),
+        customer_id: take_text(row, 7),
+        fleet_id: take_text(row, 8),
         store_id: row[9].int(),
         labels: row
             .get(10)
@@ -248,10 +257,13 @@ impl Store {
             after_param + 1
         );
         let rows = self.query(sql, params).await?;
-        let items: Vec<VehicleSummary> = rows.iter().take(limit).map(vehicle).collect();
-        let next = (rows.len() > limit)
-            .then(|| items.last().map(|v| v.vin.clone()))
-            .flatten();
+        let more = rows.len() > limit;
+        let items: Vec<VehicleSummary> = rows
+            .into_iter()
+            .take(limit)
+            .map(|mut row| vehicle(&mut row))
+            .collect();
+        let next = more.then(|| items.last().map(|v| v.vin.clone())).flatten();
         Ok(Page { items, next })
     }
 
@@ -265,10 +277,10 @@ impl Store {
         let mut all = vec![Value::from(vin)];
         all.append(&mut params);
         let sql = format!("SELECT {VEHICLE_COLUMNS} FROM {VEHICLES} WHERE v.vin = $1 AND {scope}");
-        let Some(row) = self.query(sql, all).await?.into_iter().next() else {
+        let Some(mut row) = self.query(sql, all).await?.into_iter().next() else {
             return Ok(None);
         };
-        let summary = vehicle(&row);
+        let summary = vehicle(&mut row);
         let features = self.features_of(vin).await?;
         let labels: Vec<LabelView> = self
             .query("SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value", vec![vin.into()])
@@ -602,13 +614,13 @@ impl Store {
         Ok(self
             .query(sql, params)
             .await?
-            .iter()
-            .map(|row| ExportRow {
-                vehicle: vehicle(row),
-                customer_name: opt_text(row, 11),
-                first_action: opt_text(row, 12),
-                first_channel: opt_text(row, 13),
-                first_status: opt_text(row, 14),
+            .into_iter()
+            .map(|mut row| ExportRow {
+                vehicle: vehicle(&mut row),
+                customer_name: take_text(&mut row, 11),
+                first_action: take_text(&mut row, 12),
+                first_channel: take_text(&mut row, 13),
+                first_status: take_text(&mut row, 14),
             })
             .collect())
     }

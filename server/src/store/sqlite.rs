@@ -287,10 +287,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_queries_share_a_bounded_pool_of_readers() {
-        let path = std::env::temp_dir().join(format!(
-            "drivetag-readers-{}.sqlite",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("drivetag-readers-{}.sqlite", std::process::id()));
         let db = Sqlite::open(&path).unwrap();
         db.execute(vec![
             Statement::new("CREATE TABLE t (x INTEGER)", vec![]),
