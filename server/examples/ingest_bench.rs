@@ -14,7 +14,8 @@
 //! disturbs nothing else on a shared broker. Backends:
 //!
 //! - `raw`: the same frames over the same connections, and a bare `rumqttc` subscriber with the
-//!   server's options and the same kind of shared subscription that only counts them. At most
+//!   server's options (MQTT v5, [`ingest::mqtt_options`]) and the same kind of shared
+//!   subscription that only counts them. At most
 //!   `--raw-window` messages are on their way at once (a semaphore the subscriber refills). If
 //!   the broker drops some all the same, a silence of 250 ms counts what is on its way as
 //!   dropped; the silence is not counted as time.
@@ -48,6 +49,8 @@ use drivetag_server::store::{Incoming, Store};
 use drivetag_shared::topics::{self, Channel};
 use drivetag_shared::wire::{Ack, DaySummary, Envelope, TripSummary, Uplink};
 use drivetag_shared::{Cell, CellSize, DeviceId, codec};
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter};
 use tokio::sync::{Semaphore, watch};
 
@@ -263,16 +266,6 @@ fn host_port(url: &str) -> Result<(String, u16)> {
     drivetag_server::serve::parse_mqtt_url(url)
 }
 
-/// The options `drivetag-server serve` uses, with another client id.
-fn server_options(client_id: &str, host: &str, port: u16) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, host, port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_inflight(1000);
-    options
-}
-
 fn device_options(client_id: &str, host: &str, port: u16, in_flight: usize) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, host, port);
     options
@@ -289,6 +282,25 @@ async fn wait_for(events: &mut EventLoop, subscribed: bool) -> Result<()> {
         match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if !subscribed => return Ok(()),
             Ok(Ok(Event::Incoming(Packet::SubAck(_)))) if subscribed => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => bail!("broker: {error}"),
+            Err(_) => break,
+        }
+    }
+    bail!("the broker did not answer within 10 s")
+}
+
+/// [`wait_for`] for the MQTT v5 client the server (and the raw subscriber) uses.
+async fn wait_for_v5(events: &mut rumqttc::v5::EventLoop, subscribed: bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(rumqttc::v5::Event::Incoming(Packet5::ConnAck(_)))) if !subscribed => {
+                return Ok(());
+            }
+            Ok(Ok(rumqttc::v5::Event::Incoming(Packet5::SubAck(_)))) if subscribed => {
+                return Ok(());
+            }
             Ok(Ok(_)) => {}
             Ok(Err(error)) => bail!("broker: {error}"),
             Err(_) => break,
@@ -509,15 +521,15 @@ async fn run_raw(args: &Arc<Args>, tag: &str, load: Arc<Load>) -> Result<Outcome
     let total = load.total();
     // The bare subscriber: the server's options and the same kind of shared subscription.
     let subscriber_id = format!("{tag}-subscriber");
-    let (subscriber, mut events) = AsyncClient::new(
-        server_options(&subscriber_id, &host, port),
+    let (subscriber, mut events) = rumqttc::v5::AsyncClient::new(
+        ingest::mqtt_options(&subscriber_id, &host, port),
         args.batch_max * 4 + 64,
     );
-    wait_for(&mut events, false).await?;
+    wait_for_v5(&mut events, false).await?;
     subscriber
-        .subscribe(topics::shared_uplink_filter(tag), QoS::AtLeastOnce)
+        .subscribe(topics::shared_uplink_filter(tag), QoS5::AtLeastOnce)
         .await?;
-    wait_for(&mut events, true).await?;
+    wait_for_v5(&mut events, true).await?;
     let prefix = format!("{}/{tag}-", topics::PREFIX);
     let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     let permits = Arc::new(Semaphore::new(args.raw_window.max(1)));
@@ -528,8 +540,8 @@ async fn run_raw(args: &Arc<Args>, tag: &str, load: Arc<Load>) -> Result<Outcome
             let mut counted = Counted::default();
             while counted.received + counted.dropped < total && Instant::now() < deadline {
                 match tokio::time::timeout(RAW_SILENCE, events.poll()).await {
-                    Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
-                        if publish.topic.starts_with(&prefix) {
+                    Ok(Ok(rumqttc::v5::Event::Incoming(Packet5::Publish(publish)))) => {
+                        if publish.topic.starts_with(prefix.as_bytes()) {
                             permits.add_permits(1);
                             counted.received += 1;
                             counted.last = Some(Instant::now());
@@ -808,7 +820,7 @@ async fn measure_store(
     );
     let metrics = Arc::new(Metrics::default());
     let settings = IngestSettings {
-        options: server_options(&format!("{tag}-server"), host, port),
+        options: ingest::mqtt_options(&format!("{tag}-server"), host, port),
         share_group: Some(tag.to_owned()),
         batch_max: args.batch_max.max(1),
     };

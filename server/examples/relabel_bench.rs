@@ -55,6 +55,10 @@ fn literal(value: &Value) -> String {
         Value::Text(v) => format!("'{}'", v.replace('\'', "''")),
         Value::Bool(v) => v.to_string(),
         Value::Bytes(_) => "NULL".into(),
+        Value::Array(values) => format!(
+            "ARRAY[{}]",
+            values.iter().map(literal).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 

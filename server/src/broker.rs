@@ -1,9 +1,13 @@
 //! The embedded MQTT broker (rumqttd), so a first run needs nothing installed.
 //!
-//! It listens for MQTT 3.1.1 clients on one address (default `127.0.0.1:1884`, leaving 1883 to
-//! a system Mosquitto) and supports what drivetag uses: QoS 1, retained messages, last wills,
-//! persistent sessions and shared subscriptions. For production, point the server and the
-//! agents at Mosquitto or EMQX instead (see `deploy/`).
+//! It listens for MQTT 3.1.1 clients, the agents, on one address (default `127.0.0.1:1884`,
+//! leaving 1883 to a system Mosquitto), and for MQTT v5 clients, the server's own ingest, on a
+//! free port of 127.0.0.1: rumqttd takes each protocol version on a listener of its own. Both
+//! listeners feed one router, so messages cross between versions, and the router handles
+//! sessions, QoS 1, retained messages, last wills and shared subscriptions the same for both.
+//! rumqttd does not expire sessions (MQTT v5 "Session Expiry Interval"): a persistent session
+//! stays until a clean start under the same client id or the broker stops. For production,
+//! point the server and the agents at Mosquitto or EMQX instead (see `deploy/`).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -30,8 +34,10 @@ pub enum BrokerError {
 /// A running embedded broker. It lives as long as the process.
 #[derive(Debug, Clone, Copy)]
 pub struct Broker {
-    /// Where it listens.
+    /// Where it listens for MQTT 3.1.1 (agents).
     pub address: SocketAddr,
+    /// Where it listens for MQTT v5 (the server's ingest), on 127.0.0.1.
+    pub v5_address: SocketAddr,
 }
 
 /// A free TCP port on 127.0.0.1, for tests that need the broker's address before it starts.
@@ -39,10 +45,17 @@ pub fn free_local_address() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-/// Starts the broker on `address` in a thread of its own.
+/// Starts the broker on `address` (MQTT 3.1.1) and a free local port (MQTT v5) in a thread of
+/// its own.
 pub fn start(address: SocketAddr) -> Result<Broker, BrokerError> {
     // rumqttd reports a taken port only inside its thread; find out first, clearly.
     drop(TcpListener::bind(address).map_err(|source| BrokerError::InUse { address, source })?);
+    // Only this process connects here, so any free port will do; nobody needs to configure it.
+    let v5_address = free_local_address().map_err(|error| {
+        BrokerError::Config(format!(
+            "no free local port for the MQTT v5 listener: {error}"
+        ))
+    })?;
     let text = format!(
         r#"
 id = 0
@@ -61,6 +74,15 @@ connection_timeout_ms = 60000
 max_payload_size = 262144
 max_inflight_count = 1000
 dynamic_filters = true
+[v5.1]
+name = "v5-1"
+listen = "{v5_address}"
+next_connection_delay_ms = 0
+[v5.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 262144
+max_inflight_count = 1000
+dynamic_filters = true
 "#
     );
     let config: rumqttd::Config =
@@ -74,14 +96,24 @@ dynamic_filters = true
             }
         })
         .map_err(|error| BrokerError::Config(error.to_string()))?;
-    // Wait until it accepts connections, so clients do not race its start.
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            return Ok(Broker { address });
+    // Wait until both listeners accept connections, so clients do not race its start.
+    for listen in [address, v5_address] {
+        let mut listening = false;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(listen).is_ok() {
+                listening = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        if !listening {
+            return Err(BrokerError::Config(format!(
+                "the embedded broker did not start listening on {listen}"
+            )));
+        }
     }
-    Err(BrokerError::Config(format!(
-        "the embedded broker did not start listening on {address}"
-    )))
+    Ok(Broker {
+        address,
+        v5_address,
+    })
 }

@@ -1,9 +1,10 @@
 //! MQTT ingest: uplink envelopes in, rows stored, acknowledgements out.
 //!
-//! Servers subscribe to the uplinks with the shared subscription
+//! Servers connect with MQTT v5 and subscribe to the uplinks with the shared subscription
 //! `$share/drivetag/drivetag/v1/+/up/+`, so several instances split the load and each message
-//! reaches one of them. Messages are stored in batches (one transaction each); only after the
-//! commit does the server publish, per device, an [`Ack`] naming the sequence numbers stored —
+//! reaches one of them. Agents may speak MQTT 3.1.1: a broker forwards between versions.
+//! Messages are stored in batches (one transaction each); only after the commit does the server
+//! publish, per device, an [`Ack`] naming the sequence numbers stored —
 //! including duplicates, which the agent may have sent again because an earlier ack was lost.
 //! A payload that cannot be stored (undecodable, unknown version, device or kind not matching
 //! its topic) goes to the dead-letter table with the reason and its bytes, and the agent is
@@ -19,7 +20,9 @@ use drivetag_shared::topics::{self, Channel};
 use drivetag_shared::wire::{
     Ack, AgentState, ConfigUpdate, Envelope, RejectReason, Rejection, SeqRange, StatusReport,
 };
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -27,10 +30,40 @@ use crate::agents::AgentConfigs;
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, Incoming, Outcome, StatusRecord, Store};
 
+/// How long the broker keeps the server's session (its subscriptions and the uplinks queued for
+/// it) after the connection drops, in seconds. Long enough to ride through a broker or server
+/// restart without a gap; short enough that the session of a server that is gone for good stops
+/// taking a share of the uplinks soon. Nothing queued there is lost when it expires: agents send
+/// again whatever was not acknowledged.
+pub const SESSION_EXPIRY_S: u32 = 300;
+
+/// Largest MQTT packet the server accepts, in bytes; the broker discards larger messages for it
+/// (MQTT v5 "Maximum Packet Size") rather than break its connection. Above Mosquitto's
+/// `message_size_limit` in `deploy/` and equal to the embedded broker's `max_payload_size`.
+pub const MAX_PACKET_BYTES: u32 = 256 * 1024;
+
+/// The MQTT v5 options ingest connects with: a persistent session that expires after
+/// [`SESSION_EXPIRY_S`], up to 1000 acknowledgements and configurations in flight. Credentials
+/// and TLS are for the caller to add.
+pub fn mqtt_options(client_id: &str, host: &str, port: u16) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        // MQTT v5 splits 3.1.1's clean session in two: keep the session across reconnects
+        // (clean start off), and for how long after a disconnect (the expiry; 0 would end it at
+        // once).
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(SESSION_EXPIRY_S))
+        .set_max_packet_size(Some(MAX_PACKET_BYTES))
+        .set_outgoing_inflight_upper_limit(1000);
+    options
+}
+
 /// Ingest settings.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Broker options (host, port, client id, credentials, TLS).
+    /// MQTT v5 broker options (host, port, client id, credentials, TLS), usually from
+    /// [`mqtt_options`].
     pub options: MqttOptions,
     /// Subscribe with `$share/{group}/...` so instances split the load; `None`: a plain
     /// subscription.
@@ -218,11 +251,23 @@ pub async fn run(
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready.send(true);
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // MQTT v5 says why a filter was refused (e.g. a broker without shared
+                    // subscriptions); 3.1.1 only said that it was.
+                    let refused: Vec<&SubscribeReasonCode> = ack
+                        .return_codes
+                        .iter()
+                        .filter(|code| !matches!(code, SubscribeReasonCode::Success(_)))
+                        .collect();
+                    if refused.is_empty() {
+                        let _ = ready.send(true);
+                    } else {
+                        warn!(reasons = ?refused, "The broker refused a subscription.");
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let topic = publish.topic.clone();
+                    // MQTT requires UTF-8 topics; anything else becomes a dead letter.
+                    let topic = String::from_utf8_lossy(&publish.topic).into_owned();
                     if tx.send((topic, publish.payload, now_s())).await.is_err() {
                         return;
                     }
@@ -239,6 +284,7 @@ pub async fn run(
 
     let mut configured: HashSet<DeviceId> = HashSet::new();
     let mut revision_seen = configs.revision();
+    let mut unsent = Unsent::default();
     let mut batch = Vec::with_capacity(settings.batch_max);
     loop {
         tokio::select! {
@@ -247,6 +293,8 @@ pub async fn run(
                     break;
                 }
             }
+            // Acks the client could not take yet: try again soon even if nothing arrives.
+            _ = tokio::time::sleep(RETRY_UNSENT), if !unsent.is_empty() => {}
             _ = shutdown.changed() => break,
         }
         if configs.revision() != revision_seen {
@@ -254,19 +302,71 @@ pub async fn run(
             revision_seen = configs.revision();
             configured.clear();
         }
-        handle_batch(
-            &client,
-            &store,
-            &metrics,
-            &configs,
-            &mut configured,
-            std::mem::take(&mut batch),
-        )
-        .await;
+        if !batch.is_empty() {
+            handle_batch(
+                &client,
+                &store,
+                &metrics,
+                &configs,
+                &mut configured,
+                &mut unsent,
+                std::mem::take(&mut batch),
+            )
+            .await;
+        }
+        unsent.flush(&client, &metrics);
     }
     poller.abort();
     let _ = client.disconnect().await;
     Ok(())
+}
+
+/// How soon to retry acks the MQTT client had no room for.
+const RETRY_UNSENT: Duration = Duration::from_millis(5);
+
+/// Acks stored but not yet handed to the MQTT client, by device.
+///
+/// This loop never waits for the client to take a publish: the client's queue drains only
+/// while the poller polls the event loop, and the poller waits for this loop to take the
+/// messages it received. Waiting on both sides stalled ingest for good under load (seen with
+/// PostgreSQL, whose batches take longer). Acks of one device merge while they wait, so this
+/// holds at most one per device.
+#[derive(Debug, Default)]
+struct Unsent {
+    acks: BTreeMap<DeviceId, (Vec<u64>, Vec<Rejection>)>,
+}
+
+impl Unsent {
+    fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    fn add(&mut self, device: DeviceId, stored: Vec<u64>, rejected: Vec<Rejection>) {
+        let (all_stored, all_rejected) = self.acks.entry(device).or_default();
+        all_stored.extend(stored);
+        all_rejected.extend(rejected);
+    }
+
+    /// Hands acks to the client until it has no more room.
+    fn flush(&mut self, client: &AsyncClient, metrics: &Metrics) {
+        while let Some((device, (stored, rejected))) = self.acks.pop_first() {
+            let ack = Ack {
+                device: device.clone(),
+                stored: SeqRange::collapse(stored.clone()),
+                rejected: rejected.clone(),
+            };
+            let topic = topics::topic_for(&device, Channel::Ack);
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, codec::encode(&ack))
+                .is_ok()
+            {
+                metrics.acks.inc();
+            } else {
+                self.acks.insert(device, (stored, rejected));
+                return;
+            }
+        }
+    }
 }
 
 async fn handle_batch(
@@ -275,6 +375,7 @@ async fn handle_batch(
     metrics: &Metrics,
     configs: &AgentConfigs,
     configured: &mut HashSet<DeviceId>,
+    unsent: &mut Unsent,
     batch: Vec<(String, bytes::Bytes, u64)>,
 ) {
     let mut incoming = Vec::with_capacity(batch.len());
@@ -293,7 +394,7 @@ async fn handle_batch(
                 }
                 if let Ok(device) = DeviceId::new(status.device_id.clone()) {
                     if status.online && !configured.contains(&device) {
-                        publish_config(client, configs, &device, configured).await;
+                        publish_config(client, configs, &device, configured);
                     }
                 }
             }
@@ -351,31 +452,20 @@ async fn handle_batch(
     }
     let devices: HashSet<DeviceId> = stored.keys().chain(rejections.keys()).cloned().collect();
     for device in devices {
-        let ack = Ack {
-            device: device.clone(),
-            stored: SeqRange::collapse(stored.remove(&device).unwrap_or_default()),
-            rejected: rejections.remove(&device).unwrap_or_default(),
-        };
-        let topic = topics::topic_for(&device, Channel::Ack);
-        match client
-            .publish(topic, QoS::AtLeastOnce, false, codec::encode(&ack))
-            .await
-        {
-            Ok(()) => {
-                metrics.acks.inc();
-            }
-            Err(error) => {
-                warn!(%error, %device, "Cannot publish an acknowledgement; the agent will resend.")
-            }
-        }
+        unsent.add(
+            device.clone(),
+            stored.remove(&device).unwrap_or_default(),
+            rejections.remove(&device).unwrap_or_default(),
+        );
         if !configured.contains(&device) {
-            publish_config(client, configs, &device, configured).await;
+            publish_config(client, configs, &device, configured);
         }
     }
 }
 
-/// Publishes the device's configuration, retained, once per revision.
-async fn publish_config(
+/// Publishes the device's configuration, retained, once per revision. If the client has no
+/// room now, the next message from the device tries again.
+fn publish_config(
     client: &AsyncClient,
     configs: &AgentConfigs,
     device: &DeviceId,
@@ -383,15 +473,12 @@ async fn publish_config(
 ) {
     let update: ConfigUpdate = configs.update();
     let topic = topics::topic_for(device, Channel::Config);
-    match client
-        .publish(topic, QoS::AtLeastOnce, true, codec::encode(&update))
-        .await
-    {
+    match client.try_publish(topic, QoS::AtLeastOnce, true, codec::encode(&update)) {
         Ok(()) => {
             debug!(%device, revision = update.revision, "Published the configuration.");
             configured.insert(device.clone());
         }
-        Err(error) => warn!(%error, %device, "Cannot publish the configuration."),
+        Err(error) => debug!(%error, %device, "No room to publish the configuration yet."),
     }
 }
 

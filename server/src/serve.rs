@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rumqttc::MqttOptions;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -58,12 +57,18 @@ pub async fn start(
         .await
         .with_context(|| format!("database {}", config.database.url))?;
     info!(database = %config.database.url, "Store ready.");
-    let (host, port) = if config.mqtt.url.is_empty() {
+    // Agents use `(host, port)`; ingest connects with MQTT v5 to `ingest_at`, which for the
+    // embedded broker is a listener of its own (rumqttd takes each protocol on its own port).
+    let ((host, port), ingest_at) = if config.mqtt.url.is_empty() {
         let broker = broker::start(config.mqtt.embedded_listen)?;
-        info!(listen = %broker.address, "Embedded MQTT broker started.");
-        (broker.address.ip().to_string(), broker.address.port())
+        info!(listen = %broker.address, v5_listen = %broker.v5_address, "Embedded MQTT broker started.");
+        (
+            (broker.address.ip().to_string(), broker.address.port()),
+            (broker.v5_address.ip().to_string(), broker.v5_address.port()),
+        )
     } else {
-        parse_mqtt_url(&config.mqtt.url)?
+        let address = parse_mqtt_url(&config.mqtt.url)?;
+        (address.clone(), address)
     };
     let metrics = Arc::new(Metrics::default());
     let defaults = AgentDefaults {
@@ -79,11 +84,7 @@ pub async fn start(
     } else {
         config.mqtt.client_id.clone()
     };
-    let mut options = MqttOptions::new(client_id, host.clone(), port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_inflight(1000);
+    let mut options = ingest::mqtt_options(&client_id, &ingest_at.0, ingest_at.1);
     if !config.mqtt.username.is_empty() {
         options.set_credentials(config.mqtt.username.clone(), config.mqtt.password.clone());
     }
@@ -117,7 +118,7 @@ pub async fn start(
         .await
         .is_err()
     {
-        warn!(broker = %format!("{host}:{port}"), "The broker has not answered yet; ingest keeps trying.");
+        warn!(broker = %format!("{}:{}", ingest_at.0, ingest_at.1), "The broker has not answered yet; ingest keeps trying.");
     }
     let rules = if config.labels.rules.as_os_str().is_empty() {
         crate::labels::rules::Rules::defaults()

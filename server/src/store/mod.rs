@@ -20,6 +20,7 @@ pub mod synthetic;
 pub mod value;
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -137,6 +138,20 @@ pub trait Backend: Send + Sync + Debug {
         isolation: Isolation,
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError>;
+    /// Runs `statements` in one transaction (READ COMMITTED) and returns the rows each one
+    /// returned (`RETURNING`). Only the PostgreSQL back-end implements it: [`Store::ingest`]
+    /// uses it there to write a batch with one statement per table and still learn which
+    /// envelopes were new; the default refuses.
+    async fn execute_returning(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let _ = statements;
+        Err(StoreError::Worker(format!(
+            "the {:?} back-end cannot return rows from a write",
+            self.dialect()
+        )))
+    }
     /// Runs a query.
     async fn query(
         &self,
@@ -348,6 +363,18 @@ impl Store {
     /// Stores a batch of envelopes in one transaction; duplicates are recognised, not stored
     /// twice. Returns one outcome per envelope, in order.
     pub async fn ingest(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.dialect() {
+            Dialect::Sqlite => self.ingest_row_by_row(batch).await,
+            Dialect::Postgres => self.ingest_by_table(batch).await,
+        }
+    }
+
+    /// SQLite: a prepared statement per row costs a function call, and the rows each changed
+    /// tell which envelopes were new.
+    async fn ingest_row_by_row(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
         let mut statements = Vec::with_capacity(batch.len() * 2);
         let mut envelope_rows = Vec::with_capacity(batch.len());
         for incoming in batch {
@@ -359,6 +386,38 @@ impl Store {
             .into_iter()
             .map(|index| {
                 if affected.get(index).copied().unwrap_or(0) > 0 {
+                    Outcome::Stored
+                } else {
+                    Outcome::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    /// PostgreSQL: a statement costs a parse, a plan and a protocol round, so the batch goes as
+    /// one statement per table, columns as arrays; the envelope insert returns which
+    /// `(device, seq)` were new. Of several copies of one envelope in the batch, the first is
+    /// the one stored, as row by row.
+    async fn ingest_by_table(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
+        let returned = self
+            .backend
+            .execute_returning(ingest::batch_statements(batch))
+            .await?;
+        let mut new: HashSet<(&str, i64)> = returned
+            .first()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| Some((row.first()?.text()?, row.get(1)?.int()?)))
+            .collect();
+        Ok(batch
+            .iter()
+            .map(|incoming| {
+                let key = (
+                    incoming.envelope.device.as_str(),
+                    i64::try_from(incoming.envelope.seq).unwrap_or(i64::MAX),
+                );
+                // Removed once taken, so a later copy counts as a duplicate.
+                if new.remove(&key) {
                     Outcome::Stored
                 } else {
                     Outcome::Duplicate

@@ -70,6 +70,12 @@ fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
+fn row_values(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    (0..row.len())
+        .map(|index| Value::from_pg(row, index).map_err(StoreError::from))
+        .collect()
+}
+
 #[async_trait]
 impl Backend for Postgres {
     fn dialect(&self) -> Dialect {
@@ -115,6 +121,36 @@ impl Backend for Postgres {
         Ok(all)
     }
 
+    async fn execute_returning(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            prepared.push(tx.prepare_cached(&statement.sql).await?);
+        }
+        // Pipelined, as in `execute_steps`.
+        let futures = statements
+            .iter()
+            .zip(&prepared)
+            .map(|(statement, prepared)| {
+                let tx = &tx;
+                async move { tx.query(prepared, &params(&statement.params)).await }
+            });
+        let results = try_join_all(futures).await?;
+        tx.commit().await?;
+        results
+            .iter()
+            .map(|rows| rows.iter().map(row_values).collect())
+            .collect()
+    }
+
     async fn query(
         &self,
         sql: Cow<'static, str>,
@@ -123,13 +159,7 @@ impl Backend for Postgres {
         let client = self.client().await?;
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &params(&values)).await?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|index| Value::from_pg(row, index).map_err(StoreError::from))
-                    .collect()
-            })
-            .collect()
+        rows.iter().map(row_values).collect()
     }
 
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError> {

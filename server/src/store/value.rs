@@ -19,6 +19,9 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// A boolean (an integer 0/1 in SQLite).
     Bool(bool),
+    /// A PostgreSQL array of one type (`$1::bigint[]`), to pass a column of many rows as one
+    /// parameter, e.g. to `UNNEST`. SQLite has no arrays and refuses it.
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -142,6 +145,11 @@ impl rusqlite::ToSql for Value {
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
             Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
+            Value::Array(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "an array parameter is for PostgreSQL only".into(),
+                ));
+            }
         })
     }
 }
@@ -226,6 +234,11 @@ impl PgToSql for Value {
             Value::Text(s) => s.to_sql(ty, out),
             Value::Bytes(b) => b.to_sql(ty, out),
             Value::Bool(b) => b.to_sql(ty, out),
+            Value::Array(values) => match ty.kind() {
+                // Each element converts itself to the member type, as a lone parameter does.
+                postgres_types::Kind::Array(_) => values.to_sql(ty, out),
+                _ => Err(format!("an array for a {ty} parameter").into()),
+            },
         }
     }
 
