@@ -310,8 +310,8 @@ pub async fn one_batch_holds_several_summaries_of_a_period(store: &Store) {
 }
 
 /// A newer places summary replaces every row of its period (places, store distances, POI
-/// visits), in one batch or across batches; an older one arriving late changes nothing (but see
-/// the FIXME).
+/// visits), in one batch or across batches; an older one arriving late changes nothing, even
+/// when it has more places than the newer one.
 pub async fn places_summaries_replace_their_period(store: &Store) {
     let rows = async |table: &'static str| -> (i64, i64) {
         let sql = match table {
@@ -353,8 +353,6 @@ pub async fn places_summaries_replace_their_period(store: &Store) {
         .expect("ingest older");
     assert_eq!(rows("places").await, (2, 7));
     assert_eq!(rows("store_distances").await, (2, 7));
-    // FIXME: an older summary with more places than the stored newer one adds its extra ranks
-    // (and store ids): its inserts only conflict where the keys meet. Should stay (2, 7).
     store
         .ingest(&[incoming("car-p", 8, places(20_480, 2, 8))])
         .await
@@ -363,7 +361,8 @@ pub async fn places_summaries_replace_their_period(store: &Store) {
         .ingest(&[incoming("car-p", 4, places(20_480, 3, 4))])
         .await
         .expect("ingest older, larger");
-    assert_eq!(rows("places").await, (3, 8));
+    assert_eq!(rows("places").await, (2, 8));
+    assert_eq!(rows("store_distances").await, (2, 8));
     store
         .ingest(&[incoming("car-p", 9, places(20_480, 4, 9))])
         .await

@@ -105,12 +105,42 @@ impl Table {
             .map(|n| format!("${n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
-            "INSERT INTO {} ({}) VALUES ({values}) {}",
-            self.name,
-            self.column_list(),
-            self.conflict_clause()
-        )
+        match self.period_columns() {
+            Some((device, period, seq)) => format!(
+                "INSERT INTO {name} ({}) SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {name} o \
+                 WHERE o.device_id = ${device} AND o.from_local_day = ${period} AND o.seq > ${seq}) {}",
+                self.column_list(),
+                self.conflict_clause(),
+                name = self.name,
+            ),
+            None => format!(
+                "INSERT INTO {} ({}) VALUES ({values}) {}",
+                self.name,
+                self.column_list(),
+                self.conflict_clause()
+            ),
+        }
+    }
+
+    /// For a table a places summary replaces as a whole: the 1-based positions of its device,
+    /// period and seq columns. Its rows are written only while no newer summary's rows hold
+    /// the period: an older summary arriving late must not add the places the newer one no
+    /// longer has. (A newer summary with no places at all leaves no row to compare with.)
+    fn period_columns(&self) -> Option<(usize, usize, usize)> {
+        let position = |column: &str| {
+            self.columns
+                .iter()
+                .position(|(name, _)| *name == column)
+                .map(|i| i + 1)
+        };
+        if !PERIOD_TABLES.iter().any(|&t| TABLES[t].name == self.name) {
+            return None;
+        }
+        Some((
+            position("device_id")?,
+            position("from_local_day")?,
+            position("seq")?,
+        ))
     }
 
     /// `INSERT ... SELECT * FROM UNNEST($1::type[], ...)`: every row of a batch, one array per
@@ -129,8 +159,18 @@ impl Table {
         } else {
             ""
         };
+        let guard = if self.period_columns().is_some() {
+            format!(
+                " AS n ({}) WHERE NOT EXISTS (SELECT 1 FROM {name} o WHERE o.device_id = n.device_id \
+                 AND o.from_local_day = n.from_local_day AND o.seq > n.seq)",
+                self.column_list(),
+                name = self.name
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "INSERT INTO {} ({}) SELECT * FROM UNNEST({arrays}) {}{returning}",
+            "INSERT INTO {} ({}) SELECT * FROM UNNEST({arrays}){guard} {}{returning}",
             self.name,
             self.column_list(),
             self.conflict_clause()
