@@ -617,7 +617,19 @@ async fn a_synthetic_population_relabels_whole(store: Store) {
     assert_eq!(steps[4].2, 1000);
     let lists = store.label_lists().await.unwrap();
     assert_eq!(lists.len(), 1000);
-    for (vin, list) in lists.iter().step_by(37) {
+    let firsts: BTreeMap<String, String> = store
+        .action_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, rank, _)| *rank == 1)
+        .map(|(vin, strategy, _, _)| (vin, strategy))
+        .collect();
+    assert!(firsts.len() > 500, "{} first actions", firsts.len());
+    for (vin, (_, first)) in &lists {
+        assert_eq!(first.as_ref(), firsts.get(vin), "{vin}");
+    }
+    for (vin, (list, _)) in lists.iter().step_by(37) {
         let rows: Vec<String> = store
             .labels_of_vin(vin)
             .await

@@ -2,8 +2,8 @@
 //! ones whose data changed.
 //!
 //! A relabel runs in five reported steps of one transaction: profiles (the features), tier
-//! scores and tiers, label groups, strategies, and each vehicle's labels in one row (what
-//! lists and exports read). Percentile tiers rank the whole population with window
+//! scores and tiers, label groups, strategies, and each vehicle's labels and first action in
+//! one row (what lists and exports read). Percentile tiers rank the whole population with window
 //! functions; a partial relabel ranks its vehicles against the stored population with counts,
 //! so both give the same tier for the same data.
 
@@ -535,18 +535,22 @@ fn strategy_statements(
     statements
 }
 
-/// Step 5: each vehicle's labels in one row, for lists and exports.
+/// Step 5: each vehicle's labels and first action in one row, for lists and exports.
 fn list_statements(t: &Tables, dialect: Dialect, scope: &Scope) -> Vec<Statement> {
     let (select, params) = scope_sql(scope, "vin", 1);
     vec![
         delete_from(t.vehicle_labels, scope),
         Statement::new(
             format!(
-                "INSERT INTO {} (vin, labels) SELECT vin, {}(grp || '=' || value, ' ' ORDER BY grp, value) \
-                 FROM {} WHERE {select} GROUP BY vin",
+                "INSERT INTO {} (vin, labels, first_strategy, first_channel, first_status) \
+                 SELECT l.vin, l.labels, a.strategy, a.channel, a.status \
+                 FROM (SELECT vin, {}(grp || '=' || value, ' ' ORDER BY grp, value) AS labels \
+                       FROM {} WHERE {select} GROUP BY vin) l \
+                 LEFT JOIN {} a ON a.vin = l.vin AND a.rank = 1",
                 t.vehicle_labels,
                 dialect.string_agg(),
-                t.labels
+                t.labels,
+                t.actions,
             ),
             params,
         ),

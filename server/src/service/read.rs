@@ -605,9 +605,8 @@ impl Store {
         let after_param = params.len();
         params.push((limit as i64).into());
         let sql = format!(
-            "SELECT {VEHICLE_COLUMNS}, c.name, a.strategy, a.channel, a.status FROM {VEHICLES} \
-             LEFT JOIN customers c ON c.id = v.customer_id \
-             LEFT JOIN actions a ON a.vin = v.vin AND a.rank = 1 \
+            "SELECT {VEHICLE_COLUMNS}, c.name, vl.first_strategy, vl.first_channel, vl.first_status \
+             FROM {VEHICLES} LEFT JOIN customers c ON c.id = v.customer_id \
              WHERE {scope} AND {filter} AND v.vin > ${after_param} ORDER BY v.vin LIMIT ${}",
             after_param + 1
         );
@@ -616,6 +615,8 @@ impl Store {
             .await?
             .into_iter()
             .map(|mut row| ExportRow {
+                // Split only when written: a million rows, nine labels each.
+                labels: take_text(&mut row, 10).unwrap_or_default(),
                 vehicle: vehicle(&mut row),
                 customer_name: take_text(&mut row, 11),
                 first_action: take_text(&mut row, 12),
@@ -639,12 +640,15 @@ pub struct ExportRow {
     pub first_channel: Option<String>,
     /// Its status.
     pub first_status: Option<String>,
+    /// Its labels as `vehicle_labels` holds them (`group=value`, space-separated); the
+    /// vehicle's own list is left empty.
+    pub labels: String,
 }
 
 impl ExportRow {
     /// The vehicle's labels in `group`, `;`-joined when it has several.
     pub fn labels_in(&self, group: &str) -> std::borrow::Cow<'_, str> {
-        let mut values = self.vehicle.labels.iter().filter_map(|label| {
+        let mut values = self.labels.split(' ').filter_map(|label| {
             label
                 .strip_prefix(group)
                 .and_then(|rest| rest.strip_prefix('='))

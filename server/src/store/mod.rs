@@ -611,18 +611,25 @@ impl Store {
             .collect())
     }
 
-    /// Every vehicle's labels in one row (`vehicle_labels`), by VIN.
+    /// Every vehicle's labels and first action's strategy in one row (`vehicle_labels`), by
+    /// VIN.
     pub async fn label_lists(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<String, (String, Option<String>)>, StoreError> {
         Ok(self
-            .query("SELECT vin, labels FROM vehicle_labels", vec![])
+            .query(
+                "SELECT vin, labels, first_strategy FROM vehicle_labels",
+                vec![],
+            )
             .await?
             .into_iter()
             .map(|row| {
                 (
                     row[0].text().unwrap_or_default().to_owned(),
-                    row[1].text().unwrap_or_default().to_owned(),
+                    (
+                        row[1].text().unwrap_or_default().to_owned(),
+                        row[2].text().map(str::to_owned),
+                    ),
                 )
             })
             .collect())
