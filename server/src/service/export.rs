@@ -85,7 +85,10 @@ impl Export {
         if let Some(text) = filter.as_deref().filter(|f| !f.trim().is_empty()) {
             super::filter::compile(text, 1)?;
         }
-        let groups = store.label_groups().await?;
+        // Sorted bytewise, as `ExportRow::labels_by_group` searches them (a database's
+        // collation may order them otherwise).
+        let mut groups = store.label_groups().await?;
+        groups.sort();
         Ok(Export {
             store,
             caller,
@@ -130,7 +133,7 @@ impl Export {
             v.store_id
                 .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
         ]);
-        out.extend(self.groups.iter().map(|g| row.labels_in(g)));
+        out.extend(row.labels_by_group(&self.groups));
         out.push(text(&row.first_action));
         out.push(text(&row.first_channel));
         out.push(text(&row.first_status));

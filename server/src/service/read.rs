@@ -646,24 +646,21 @@ pub struct ExportRow {
 }
 
 impl ExportRow {
-    /// The vehicle's labels in `group`, `;`-joined when it has several.
-    pub fn labels_in(&self, group: &str) -> std::borrow::Cow<'_, str> {
-        let mut values = self.labels.split(' ').filter_map(|label| {
-            label
-                .strip_prefix(group)
-                .and_then(|rest| rest.strip_prefix('='))
-        });
-        match (values.next(), values.next()) {
-            (None, _) => "".into(),
-            (Some(one), None) => one.into(),
-            (Some(first), Some(second)) => {
-                let mut all = format!("{first};{second}");
-                for value in values {
-                    all.push(';');
-                    all.push_str(value);
+    /// The vehicle's labels in each of `groups` (sorted), `;`-joined where it has several: one
+    /// pass over its label text, however many groups.
+    pub fn labels_by_group<'a>(&'a self, groups: &[String]) -> Vec<std::borrow::Cow<'a, str>> {
+        let mut out = vec![std::borrow::Cow::Borrowed(""); groups.len()];
+        for (group, value) in self.labels.split(' ').filter_map(|l| l.split_once('=')) {
+            if let Ok(index) = groups.binary_search_by(|g| g.as_str().cmp(group)) {
+                if out[index].is_empty() {
+                    out[index] = value.into();
+                } else {
+                    let joined = out[index].to_mut();
+                    joined.push(';');
+                    joined.push_str(value);
                 }
-                all.into()
             }
         }
+        out
     }
 }
