@@ -74,6 +74,14 @@ impl Statement {
 /// A row of query results.
 pub type Row = Vec<Value>;
 
+/// The text in `row[i]`, owned; empty when it is not text.
+fn owned_text(row: &Row, i: usize) -> String {
+    row.get(i)
+        .and_then(Value::text)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -543,7 +551,7 @@ impl Store {
             .into_iter()
             .map(|row| {
                 (
-                    row[0].text().unwrap_or_default().to_owned(),
+                    owned_text(&row, 0),
                     row[1].text().map(str::to_owned),
                     row[2].int().map(|s| s as u64),
                 )
@@ -584,12 +592,7 @@ impl Store {
             )
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    row[0].text().unwrap_or_default().to_owned(),
-                    row[1].text().unwrap_or_default().to_owned(),
-                )
-            })
+            .map(|row| (owned_text(&row, 0), owned_text(&row, 1)))
             .collect())
     }
 
@@ -602,12 +605,7 @@ impl Store {
             )
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    row[0].text().unwrap_or_default().to_owned(),
-                    row[1].text().unwrap_or_default().to_owned(),
-                )
-            })
+            .map(|row| (owned_text(&row, 0), owned_text(&row, 1)))
             .collect())
     }
 
@@ -625,11 +623,8 @@ impl Store {
             .into_iter()
             .map(|row| {
                 (
-                    row[0].text().unwrap_or_default().to_owned(),
-                    (
-                        row[1].text().unwrap_or_default().to_owned(),
-                        row[2].text().map(str::to_owned),
-                    ),
+                    owned_text(&row, 0),
+                    (owned_text(&row, 1), row[2].text().map(str::to_owned)),
                 )
             })
             .collect())
@@ -660,12 +655,7 @@ impl Store {
             )
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    row[0].text().unwrap_or_default().to_owned(),
-                    row[1].real().unwrap_or(f64::NAN),
-                )
-            })
+            .map(|row| (owned_text(&row, 0), row[1].real().unwrap_or(f64::NAN)))
             .collect())
     }
 
@@ -682,13 +672,10 @@ impl Store {
             .into_iter()
             .map(|row| {
                 (
-                    row[0].text().unwrap_or_default().to_owned(),
-                    row[1].text().unwrap_or_default().to_owned(),
+                    owned_text(&row, 0),
+                    owned_text(&row, 1),
                     row[2].int().unwrap_or(0),
-                    (
-                        row[3].text().unwrap_or_default().to_owned(),
-                        row[4].text().unwrap_or_default().to_owned(),
-                    ),
+                    (owned_text(&row, 3), owned_text(&row, 4)),
                 )
             })
             .collect())

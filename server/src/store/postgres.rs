@@ -66,6 +66,18 @@ impl Postgres {
     }
 }
 
+/// Prepares every statement of a transaction first, so they can then go out pipelined.
+async fn prepare_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    statements: &[Statement],
+) -> Result<Vec<tokio_postgres::Statement>, tokio_postgres::Error> {
+    let mut prepared = Vec::with_capacity(statements.len());
+    for statement in statements {
+        prepared.push(tx.prepare_cached(&statement.sql).await?);
+    }
+    Ok(prepared)
+}
+
 fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
@@ -100,10 +112,7 @@ impl Backend for Postgres {
         let mut all = Vec::with_capacity(steps.len());
         for (index, statements) in steps.iter().enumerate() {
             let started = std::time::Instant::now();
-            let mut prepared = Vec::with_capacity(statements.len());
-            for statement in statements {
-                prepared.push(tx.prepare_cached(&statement.sql).await?);
-            }
+            let prepared = prepare_all(&tx, statements).await?;
             // Pipelined: the statements go out together and run in order.
             let futures = statements
                 .iter()
@@ -131,10 +140,7 @@ impl Backend for Postgres {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .await?;
-        let mut prepared = Vec::with_capacity(statements.len());
-        for statement in &statements {
-            prepared.push(tx.prepare_cached(&statement.sql).await?);
-        }
+        let prepared = prepare_all(&tx, &statements).await?;
         // Pipelined, as in `execute_steps`.
         let futures = statements
             .iter()
