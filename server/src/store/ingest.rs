@@ -127,20 +127,19 @@ impl Table {
     /// the period: an older summary arriving late must not add the places the newer one no
     /// longer has. (A newer summary with no places at all leaves no row to compare with.)
     fn period_columns(&self) -> Option<(usize, usize, usize)> {
-        let position = |column: &str| {
-            self.columns
-                .iter()
-                .position(|(name, _)| *name == column)
-                .map(|i| i + 1)
-        };
         if !PERIOD_TABLES.iter().any(|&t| TABLES[t].name == self.name) {
             return None;
         }
         Some((
-            position("device_id")?,
-            position("from_local_day")?,
-            position("seq")?,
+            self.column("device_id")? + 1,
+            self.column("from_local_day")? + 1,
+            self.column("seq")? + 1,
         ))
+    }
+
+    /// The 0-based position of the column `name`.
+    fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|(column, _)| *column == name)
     }
 
     /// `INSERT ... SELECT * FROM UNNEST($1::type[], ...)`: every row of a batch, one array per
@@ -178,10 +177,7 @@ impl Table {
     }
 
     fn seq_column(&self) -> usize {
-        self.columns
-            .iter()
-            .position(|(name, _)| *name == "seq")
-            .unwrap_or(0)
+        self.column("seq").unwrap_or(0)
     }
 }
 
@@ -586,7 +582,7 @@ pub(super) fn statements(incoming: &Incoming, out: &mut Vec<Statement>) {
         out.push(Statement::new(SQL.row[table].as_str(), values));
     }
     // A newer summary of the period replaces an older one; an older one arriving late deletes
-    // nothing and its inserts conflict with the newer rows.
+    // nothing, and its inserts find the newer rows and write nothing (`period_columns`).
     if let Some(replaces) = replaces {
         for sql in &SQL.delete_row {
             out.push(Statement::new(sql.as_str(), replaces.to_vec()));
@@ -637,10 +633,9 @@ type Winner = (i64, [Value; 3], Vec<(usize, Vec<Value>)>);
 /// The result is the one the row-at-a-time [`statements`] give, in any arrival order:
 /// of several rows of one batch that replace each other (`OnConflict::Newer`, or places
 /// summaries of one device and period), only the one with the highest `seq` is written, the
-/// first of equals, which is what applying them in turn leaves. (One exception: row at a time,
-/// an older places summary with more places than a newer one of the same batch that came
-/// before it keeps its extra ranks; here it does not.) Rows go in key order, so two servers
-/// writing overlapping batches take their row locks in the same order and do not deadlock.
+/// first of equals, which is what applying them in turn leaves. Rows go in key order, so two
+/// servers writing overlapping batches take their row locks in the same order and do not
+/// deadlock.
 pub(super) fn batch_statements(batch: &[Incoming]) -> Vec<Statement> {
     let mut by_table: Vec<Vec<Vec<Value>>> = vec![Vec::new(); TABLES.len()];
     // Per device and period, the places summary that wins.

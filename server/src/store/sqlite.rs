@@ -28,9 +28,16 @@ pub struct Sqlite {
 /// lock (tools/bench/README.md).
 #[derive(Debug)]
 struct Readers {
-    idle: Mutex<(Vec<Connection>, usize)>,
+    pool: Mutex<Pool>,
     returned: Condvar,
     max: usize,
+}
+
+/// The connections not on loan, and how many are open in all.
+#[derive(Debug)]
+struct Pool {
+    idle: Vec<Connection>,
+    opened: usize,
 }
 
 /// A reader connection on loan; it goes back to the pool when dropped.
@@ -50,16 +57,16 @@ impl std::ops::Deref for Reader<'_> {
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
-            self.readers.lock().0.push(connection);
+            self.readers.lock().idle.push(connection);
             self.readers.returned.notify_one();
         }
     }
 }
 
 impl Readers {
-    fn lock(&self) -> MutexGuard<'_, (Vec<Connection>, usize)> {
+    fn lock(&self) -> MutexGuard<'_, Pool> {
         // A panic while the list was held cannot leave it half-changed: push and pop only.
-        self.idle
+        self.pool
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -68,33 +75,25 @@ impl Readers {
         &self,
         open: impl FnOnce() -> Result<Connection, rusqlite::Error>,
     ) -> Result<Reader<'_>, rusqlite::Error> {
-        let mut idle = self.lock();
-        loop {
-            if let Some(connection) = idle.0.pop() {
-                return Ok(Reader {
-                    connection: Some(connection),
-                    readers: self,
-                });
+        let mut pool = self.lock();
+        let connection = loop {
+            if let Some(connection) = pool.idle.pop() {
+                break connection;
             }
-            if idle.1 < self.max {
-                idle.1 += 1;
-                drop(idle);
-                return match open() {
-                    Ok(connection) => Ok(Reader {
-                        connection: Some(connection),
-                        readers: self,
-                    }),
-                    Err(error) => {
-                        self.lock().1 -= 1;
-                        Err(error)
-                    }
-                };
+            if pool.opened < self.max {
+                pool.opened += 1;
+                drop(pool);
+                break open().inspect_err(|_| self.lock().opened -= 1)?;
             }
-            idle = self
+            pool = self
                 .returned
-                .wait(idle)
+                .wait(pool)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
+        };
+        Ok(Reader {
+            connection: Some(connection),
+            readers: self,
+        })
     }
 }
 
@@ -148,7 +147,10 @@ impl Sqlite {
             path,
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Readers {
-                idle: Mutex::new((vec![reader], 1)),
+                pool: Mutex::new(Pool {
+                    idle: vec![reader],
+                    opened: 1,
+                }),
                 returned: Condvar::new(),
                 max,
             }),
@@ -308,7 +310,7 @@ mod tests {
         }
         let (idle, opened) = {
             let pool = db.readers.lock();
-            (pool.0.len(), pool.1)
+            (pool.idle.len(), pool.opened)
         };
         assert!((1..=db.readers.max).contains(&opened), "{opened} readers");
         // Every connection came back.
