@@ -97,11 +97,15 @@ fn require(test: &str, service: &str, address: &str, var: &str, start: &str) -> 
 /// A name unique to this test run, for device ids and client ids that must not collide with
 /// another run on the same broker.
 pub fn unique(prefix: &str) -> String {
+    // Tests of one process run in parallel and the clock can tick coarser than they start: the
+    // counter keeps two names apart (CI once saw two tests try to create one schema).
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
 }
 
 /// A PostgreSQL store in a fresh schema of its own, or `None` when service tests are skipped.

@@ -171,9 +171,14 @@ impl Backend for Postgres {
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         if let Some(schema) = &self.schema {
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            // Under the migration lock: two servers creating one schema at once make
+            // `IF NOT EXISTS` fail with a duplicate key.
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await?;
+            tx.commit().await?;
         }
         for (version, name, sql) in migrations {
             let tx = client.transaction().await?;
