@@ -120,6 +120,9 @@ struct Args {
     /// Most envelopes per stored batch (the server's `ingest.batch_max`).
     #[arg(long, default_value_t = ServerConfig::default().ingest.batch_max)]
     batch_max: usize,
+    /// Batches stored at once (the server's `ingest.lanes`).
+    #[arg(long, default_value_t = ServerConfig::default().ingest.lanes)]
+    lanes: usize,
     /// Most messages published but not yet received in the raw run (enough to keep the
     /// subscriber busy; more only makes the broker drop messages).
     #[arg(long, default_value_t = 100)]
@@ -823,6 +826,7 @@ async fn measure_store(
         options: ingest::mqtt_options(&format!("{tag}-server"), host, port),
         share_group: Some(tag.to_owned()),
         batch_max: args.batch_max.max(1),
+        lanes: args.lanes.max(1),
     };
     let (ready_tx, mut ready) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -984,7 +988,7 @@ async fn main() -> Result<()> {
     }
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "{}: {} devices × {} summaries = {} messages, {} connections, window {}, ack timeout {} s, batch_max {}; load average {}",
+        "{}: {} devices × {} summaries = {} messages, {} connections, window {}, ack timeout {} s, batch_max {}, lanes {}; load average {}",
         if args.private_broker {
             "private mosquitto (queue 100000, in flight 1000)".to_owned()
         } else {
@@ -997,6 +1001,7 @@ async fn main() -> Result<()> {
         args.window,
         args.ack_timeout_s,
         args.batch_max,
+        args.lanes,
         load_avg
             .split_whitespace()
             .take(3)

@@ -96,11 +96,11 @@ dynamic_filters = true
             }
         })
         .map_err(|error| BrokerError::Config(error.to_string()))?;
-    // Wait until both listeners accept connections, so clients do not race its start.
-    for listen in [address, v5_address] {
+    // Wait until both listeners take MQTT connections, so clients do not race its start.
+    for (listen, v5) in [(address, false), (v5_address, true)] {
         let mut listening = false;
         for _ in 0..200 {
-            if std::net::TcpStream::connect(listen).is_ok() {
+            if probe(listen, v5).is_ok() {
                 listening = true;
                 break;
             }
@@ -116,4 +116,51 @@ dynamic_filters = true
         address,
         v5_address,
     })
+}
+
+/// Connects to `listen` as an MQTT client (v5 or 3.1.1), waits for the CONNACK and disconnects
+/// cleanly. A bare TCP connection would do to see the port open, but rumqttd logs each one
+/// that closes without a CONNECT as an error.
+fn probe(listen: SocketAddr, v5: bool) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(1);
+    let mut stream = std::net::TcpStream::connect_timeout(&listen, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let encoding = |error: rumqttc::mqttbytes::Error| std::io::Error::other(error.to_string());
+    let mut connect = bytes::BytesMut::new();
+    let mut disconnect = bytes::BytesMut::new();
+    if v5 {
+        use rumqttc::v5::mqttbytes::v5;
+        let encoding =
+            |error: rumqttc::v5::mqttbytes::Error| std::io::Error::other(error.to_string());
+        v5::Connect {
+            keep_alive: 10,
+            client_id: "drivetag-probe".into(),
+            clean_start: true,
+            properties: None,
+        }
+        .write(&None, &None, &mut connect)
+        .map_err(encoding)?;
+        v5::Disconnect {
+            reason_code: v5::DisconnectReasonCode::NormalDisconnection,
+            properties: None,
+        }
+        .write(&mut disconnect)
+        .map_err(encoding)?;
+    } else {
+        rumqttc::mqttbytes::v4::Connect::new("drivetag-probe")
+            .write(&mut connect)
+            .map_err(encoding)?;
+        rumqttc::mqttbytes::v4::Disconnect
+            .write(&mut disconnect)
+            .map_err(encoding)?;
+    }
+    stream.write_all(&connect)?;
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first)?;
+    // A CONNACK is packet type 2.
+    if first[0] >> 4 != 2 {
+        return Err(std::io::Error::other("no CONNACK"));
+    }
+    stream.write_all(&disconnect)
 }

@@ -57,11 +57,18 @@ pub struct IngestConfig {
     /// Most envelopes stored in one transaction. Default 500: large enough that the commit's
     /// fsync is shared by many, small enough that acknowledgements come within milliseconds.
     pub batch_max: usize,
+    /// Batches stored at once, each from its own share of the devices (a device's summaries
+    /// always in one lane, in order). Default 2: with PostgreSQL one batch's round trips leave
+    /// the database waiting; with SQLite the second lane decodes while the first commits.
+    pub lanes: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { batch_max: 500 }
+        IngestConfig {
+            batch_max: 500,
+            lanes: 2,
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub struct IngestSettings {
     pub share_group: Option<String>,
     /// Most envelopes per stored batch.
     pub batch_max: usize,
+    /// Batches stored at once, each by its own lane of devices (at least 1).
+    pub lanes: usize,
 }
 
 fn now_s() -> u64 {
@@ -228,11 +230,28 @@ pub async fn run(
     metrics: Arc<Metrics>,
     configs: Arc<AgentConfigs>,
     ready: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let capacity = settings.batch_max * 4 + 64;
     let (client, mut events) = AsyncClient::new(settings.options.clone(), capacity);
-    let (tx, mut rx) = mpsc::channel::<(String, bytes::Bytes, u64)>(capacity);
+    let lanes = settings.lanes.max(1);
+    let mut senders = Vec::with_capacity(lanes);
+    let mut workers = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let (tx, rx) = mpsc::channel::<Message>(capacity);
+        senders.push(tx);
+        workers.push(tokio::spawn(lane(
+            Lane {
+                client: client.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                configs: configs.clone(),
+                batch_max: settings.batch_max,
+            },
+            rx,
+            shutdown.clone(),
+        )));
+    }
     let uplink_filter = match &settings.share_group {
         Some(group) => topics::shared_uplink_filter(group),
         None => topics::uplink_filter(),
@@ -268,7 +287,12 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     // MQTT requires UTF-8 topics; anything else becomes a dead letter.
                     let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                    if tx.send((topic, publish.payload, now_s())).await.is_err() {
+                    let lane = lane_of(&topic, senders.len());
+                    if senders[lane]
+                        .send((topic, publish.payload, now_s()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -281,14 +305,59 @@ pub async fn run(
             }
         }
     });
+    for worker in workers {
+        let _ = worker.await;
+    }
+    poller.abort();
+    let _ = client.disconnect().await;
+    Ok(())
+}
 
+/// A received message: topic, payload, seconds of arrival.
+type Message = (String, bytes::Bytes, u64);
+
+/// The lane that stores a topic's messages: each device's always go to the same one, so one
+/// device's summaries are stored in the order they came and never by two transactions at once
+/// (a newer places summary replaces an older one only when it sees it committed).
+fn lane_of(topic: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if lanes < 2 {
+        return 0;
+    }
+    // Messages on topics that are not a device's become dead letters; any lane will do.
+    let device = topics::parse_topic(topic)
+        .map_or_else(|_| topic.to_owned(), |(d, _)| d.as_str().to_owned());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    device.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// What a lane stores with and reports to.
+struct Lane {
+    client: AsyncClient,
+    store: Store,
+    metrics: Arc<Metrics>,
+    configs: Arc<AgentConfigs>,
+    batch_max: usize,
+}
+
+/// Stores one lane's messages batch by batch, and acknowledges them: with PostgreSQL a batch's
+/// round trips leave the database idle between commits, and a second lane fills that time.
+async fn lane(lane: Lane, mut rx: mpsc::Receiver<Message>, mut shutdown: watch::Receiver<bool>) {
+    let Lane {
+        client,
+        store,
+        metrics,
+        configs,
+        batch_max,
+    } = lane;
     let mut configured: HashSet<DeviceId> = HashSet::new();
     let mut revision_seen = configs.revision();
     let mut unsent = Unsent::default();
-    let mut batch = Vec::with_capacity(settings.batch_max);
+    let mut batch = Vec::with_capacity(batch_max);
     loop {
         tokio::select! {
-            received = rx.recv_many(&mut batch, settings.batch_max) => {
+            received = rx.recv_many(&mut batch, batch_max) => {
                 if received == 0 {
                     break;
                 }
@@ -316,9 +385,6 @@ pub async fn run(
         }
         unsent.flush(&client, &metrics);
     }
-    poller.abort();
-    let _ = client.disconnect().await;
-    Ok(())
 }
 
 /// How soon to retry acks the MQTT client had no room for.
@@ -376,7 +442,7 @@ async fn handle_batch(
     configs: &AgentConfigs,
     configured: &mut HashSet<DeviceId>,
     unsent: &mut Unsent,
-    batch: Vec<(String, bytes::Bytes, u64)>,
+    batch: Vec<Message>,
 ) {
     let mut incoming = Vec::with_capacity(batch.len());
     let mut dead = Vec::new();
@@ -486,6 +552,28 @@ fn publish_config(
 mod tests {
     use super::*;
     use crate::store::conformance::{incoming, trip};
+    use drivetag_shared::wire::UpKind;
+
+    #[test]
+    fn a_device_keeps_to_one_lane_and_devices_spread_over_all() {
+        let mut per_lane = [0; 3];
+        for n in 0..300 {
+            let device = DeviceId::new(format!("car-{n}")).unwrap();
+            let lanes: HashSet<usize> = [
+                Channel::Up(UpKind::Trip),
+                Channel::Up(UpKind::Places),
+                Channel::Status,
+            ]
+            .into_iter()
+            .map(|channel| lane_of(&topics::topic_for(&device, channel), 3))
+            .collect();
+            assert_eq!(lanes.len(), 1, "{device}: {lanes:?}");
+            per_lane[*lanes.iter().next().unwrap()] += 1;
+        }
+        assert!(per_lane.iter().all(|n| *n > 60), "{per_lane:?}");
+        assert_eq!(lane_of("not/a/topic/of/ours", 1), 0);
+        assert!(lane_of("garbage", 2) < 2);
+    }
 
     #[test]
     fn a_good_envelope_is_stored() {

@@ -1,15 +1,21 @@
 //! Labels kept current as features arrive: every `interval_s`, the vehicles whose agents sent
 //! something since the last pass are relabelled; every `full_every_h`, every vehicle is, so
-//! percentile tiers are re-ranked against the whole population.
+//! percentile tiers are re-ranked against the whole population. When the last full pass and
+//! the partial passes' progress are in the database, a restarted server goes on from them: no
+//! full pass at start unless one is due or the rules changed.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::labels::engine::{Day, Scope, relabel};
+use crate::labels::engine::{Day, LastFull, Scope, relabel};
 use crate::labels::rules::Rules;
 use crate::store::Store;
+
+/// Where the partial passes have got to: vehicles with data received from then on (UTC
+/// seconds) are relabelled by the next one.
+const SINCE_KEY: &str = "labels.since";
 
 /// Runs until `shutdown` turns true; "today" is the date in `time_zone`.
 pub async fn run(
@@ -20,8 +26,32 @@ pub async fn run(
     full_every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut last_full: Option<Instant> = None;
-    let mut since = jiff::Timestamp::now().as_second();
+    let now_s = jiff::Timestamp::now().as_second();
+    // After a restart, a full pass is due only if the last one is old or used other rules;
+    // partial passes go on from where the last one stopped.
+    let mut last_full: Option<Instant> = match LastFull::load(&store).await {
+        Ok(Some(last)) if last.rules == rules.fingerprint() => {
+            let age = Duration::from_secs(now_s.saturating_sub(last.at_s).max(0) as u64);
+            info!(
+                age_s = age.as_secs(),
+                "Labels come from a full relabel with these rules."
+            );
+            Instant::now().checked_sub(age)
+        }
+        Ok(Some(_)) => {
+            info!("The rules changed since the last full relabel: relabelling everyone.");
+            None
+        }
+        Ok(None) => None,
+        Err(error) => {
+            warn!(%error, "Cannot read when labels were last computed; relabelling everyone.");
+            None
+        }
+    };
+    let mut since = match store.meta(SINCE_KEY).await {
+        Ok(Some(text)) => text.parse().unwrap_or(now_s),
+        _ => now_s,
+    };
     let mut tick = tokio::time::interval(interval.max(Duration::from_secs(1)));
     loop {
         tokio::select! {
@@ -51,6 +81,9 @@ pub async fn run(
                 }
                 // Overlap by a second: an envelope stored during this pass is seen by the next.
                 since = started - 1;
+                if let Err(error) = store.set_meta(SINCE_KEY, &since.to_string()).await {
+                    warn!(%error, "Cannot record the labeller's progress.");
+                }
             }
             Err(error) => warn!(%error, "Relabelling failed; the next pass tries again."),
         }

@@ -95,6 +95,7 @@ pub async fn start(
             .shared_subscription
             .then(|| config.mqtt.share_group.clone()),
         batch_max: config.ingest.batch_max.max(1),
+        lanes: config.ingest.lanes.max(1),
     };
     let (ready_tx, mut ready) = watch::channel(false);
     let ingest_task = tokio::spawn({

@@ -665,12 +665,182 @@ async fn a_synthetic_population_relabels_whole(store: Store) {
         let expected: Vec<i64> = (1..=ranks.len() as i64).collect();
         assert_eq!(ranks, expected, "{vin}");
     }
+    exports_agree_with_the_labels(&store, &lists).await;
     let before = labels_of(&store, "lifecycle").await;
     relabel(&store, &rules, &Scope::All, day, |_| {})
         .await
         .unwrap();
     assert_eq!(labels_of(&store, "lifecycle").await, before);
     assert_eq!(store.action_rows().await.unwrap().len(), actions.len());
+}
+
+/// Exports every vehicle as CSV and as NDJSON in small chunks: one row per vehicle in VIN
+/// order, each group's column holding the vehicle's labels of that group, the first action its
+/// rank-1 strategy, both formats the same records; a filtered export holds exactly the
+/// vehicles with that label.
+async fn exports_agree_with_the_labels(
+    store: &Store,
+    lists: &BTreeMap<String, (String, Option<String>)>,
+) {
+    use drivetag_server::service::access::{Caller, Role};
+    use drivetag_server::service::export::{Export, Format};
+    let admin = Caller {
+        key_id: "test".into(),
+        role: Role::Admin,
+    };
+    let read = |format, filter: Option<&str>| {
+        let (store, admin, filter) = (store.clone(), admin.clone(), filter.map(str::to_owned));
+        async move {
+            let mut export = Export::start_chunked(store, admin, filter, format, 4096)
+                .await
+                .unwrap();
+            let columns = export.columns().to_vec();
+            let (mut bytes, mut chunks) = (Vec::new(), 0);
+            while let Some(chunk) = export.next_chunk().await.unwrap() {
+                bytes.extend(chunk);
+                chunks += 1;
+            }
+            (
+                columns,
+                String::from_utf8(bytes).unwrap(),
+                chunks,
+                export.rows,
+            )
+        }
+    };
+    let (columns, csv, chunks, rows) = read(Format::Csv, None).await;
+    assert_eq!(rows, lists.len() as u64);
+    assert!(chunks > 10, "{chunks} chunks");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, columns);
+    let column = |name: &str| columns.iter().position(|c| c == name).unwrap();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let vins: Vec<&str> = records.iter().map(|r| &r[0]).collect();
+    assert_eq!(vins, lists.keys().map(String::as_str).collect::<Vec<_>>());
+    for record in &records {
+        let (list, first) = &lists[&record[0]];
+        let mut expected: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (group, value) in list.split(' ').filter_map(|l| l.split_once('=')) {
+            expected.entry(group).or_default().push(value);
+        }
+        for (group, values) in &expected {
+            assert_eq!(&record[column(group)], values.join(";"), "{}", &record[0]);
+        }
+        assert_eq!(
+            &record[column("first_action")],
+            first.as_deref().unwrap_or("")
+        );
+        let year: i32 = record[column("model_year")].parse().unwrap();
+        assert!((2012..=2026).contains(&year), "{year}");
+    }
+    let (_, ndjson, _, ndjson_rows) = read(Format::Ndjson, None).await;
+    assert_eq!(ndjson_rows, rows);
+    for (line, record) in ndjson.lines().zip(&records) {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap();
+        assert_eq!(object.len(), columns.len());
+        for (name, value) in columns.iter().zip(record) {
+            assert_eq!(object[name], value, "{name} of {}", &record[0]);
+        }
+    }
+    let lost: Vec<&String> = lists
+        .iter()
+        .filter(|(_, (list, _))| list.split(' ').any(|l| l == "lifecycle=lost"))
+        .map(|(vin, _)| vin)
+        .collect();
+    assert!(!lost.is_empty());
+    let (_, filtered, _, filtered_rows) = read(Format::Csv, Some("lifecycle=lost")).await;
+    assert_eq!(filtered_rows, lost.len() as u64);
+    let filtered_vins: Vec<&str> = filtered
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(filtered_vins, lost);
+}
+
+/// A restarted labeller does not relabel everyone when the stored labels come from a recent
+/// full relabel with the same rules; it does when the rules changed or the last full relabel
+/// is older than `full_every`.
+async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
+    use drivetag_server::labels::engine::LastFull;
+    use std::time::Duration;
+    let size = drivetag_server::store::synthetic::Size {
+        customers: 50,
+        days: 3,
+        today: today().number,
+    };
+    drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
+        .await
+        .unwrap();
+    let rules = Rules::defaults();
+    let before = jiff::Timestamp::now().as_second();
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    let first = LastFull::load(&store).await.unwrap().unwrap();
+    assert_eq!(first.rules, rules.fingerprint());
+    assert!(
+        first.at_s >= before && first.at_s <= before + 60,
+        "{first:?}"
+    );
+    // Runs a labeller until its first pass is over; returns the last full relabel then.
+    let run_once = |rules: Rules| {
+        let store = store.clone();
+        async move {
+            store.set_meta("labels.since", "").await.unwrap();
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let labeller = tokio::spawn(drivetag_server::labeller::run(
+                store.clone(),
+                rules,
+                "UTC".into(),
+                Duration::from_secs(3600),
+                Duration::from_secs(24 * 3600),
+                shutdown,
+            ));
+            let mut waited = 0;
+            while store
+                .meta("labels.since")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+                .is_empty()
+            {
+                assert!(waited < 600, "the labeller never finished a pass");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                waited += 1;
+            }
+            let _ = stop.send(true);
+            labeller.await.unwrap();
+            LastFull::load(&store).await.unwrap().unwrap()
+        }
+    };
+    // Same rules, recent full relabel: no full pass.
+    assert_eq!(run_once(rules.clone()).await, first);
+    // Other rules: a full pass, recorded with their fingerprint.
+    let text = drivetag_server::labels::rules::DEFAULT_RULES
+        .replacen("share_pct = 30 }", "share_pct = 20 }", 1)
+        .replacen("share_pct = 40 }", "share_pct = 50 }", 1);
+    let changed = Rules::parse(&text, "changed").unwrap();
+    assert_ne!(changed.fingerprint(), rules.fingerprint());
+    let second = run_once(changed.clone()).await;
+    assert_eq!(second.rules, changed.fingerprint());
+    // The same rules again, but the last full relabel two days old: a full pass.
+    store
+        .set_meta(
+            "labels.last_full",
+            &format!("{} {}", before - 2 * 86_400, changed.fingerprint()),
+        )
+        .await
+        .unwrap();
+    let third = run_once(changed.clone()).await;
+    assert!(third.at_s >= before, "{third:?}");
 }
 
 macro_rules! on_both {
@@ -702,5 +872,6 @@ on_both!(
     every_strategy_fires_for_its_customer,
     caps_and_opt_outs,
     a_partial_relabel_agrees_with_a_full_one,
-    a_synthetic_population_relabels_whole
+    a_synthetic_population_relabels_whole,
+    a_restarted_labeller_relabels_everyone_only_when_due
 );

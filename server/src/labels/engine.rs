@@ -588,7 +588,48 @@ pub async fn relabel(
     day: Day,
     progress: impl FnMut(&Step),
 ) -> Result<u64, StoreError> {
-    relabel_into(store, rules, &LIVE, scope, day, progress).await
+    let started = jiff::Timestamp::now().as_second();
+    let vehicles = relabel_into(store, rules, &LIVE, scope, day, progress).await?;
+    if *scope == Scope::All {
+        LastFull {
+            at_s: started,
+            rules: rules.fingerprint(),
+        }
+        .save(store)
+        .await?;
+    }
+    Ok(vehicles)
+}
+
+/// When the last full relabel began, and with which rules ([`Rules::fingerprint`]): a server
+/// that restarts does not relabel a million vehicles again when nothing calls for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFull {
+    /// UTC seconds.
+    pub at_s: i64,
+    /// The rules' fingerprint.
+    pub rules: String,
+}
+
+impl LastFull {
+    const KEY: &'static str = "labels.last_full";
+
+    /// The record, if there is one (and it can be read).
+    pub async fn load(store: &Store) -> Result<Option<LastFull>, StoreError> {
+        Ok(store.meta(Self::KEY).await?.and_then(|text| {
+            let (at, rules) = text.split_once(' ')?;
+            Some(LastFull {
+                at_s: at.parse().ok()?,
+                rules: rules.to_owned(),
+            })
+        }))
+    }
+
+    async fn save(&self, store: &Store) -> Result<(), StoreError> {
+        store
+            .set_meta(Self::KEY, &format!("{} {}", self.at_s, self.rules))
+            .await
+    }
 }
 
 /// Relabels into `tables` (the live ones, or a preview's shadow ones).

@@ -228,6 +228,15 @@ impl Source<'_> {
 }
 
 impl Rules {
+    /// A short digest of the rules as parsed (not of the file's layout or comments): equal
+    /// rules, equal fingerprints. The labeller compares it with the one of the last full
+    /// relabel to know whether the stored labels came from these rules.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{self:?}").as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The rules that ship with drivetag.
     pub fn defaults() -> Rules {
         Rules::parse(DEFAULT_RULES, "default rules").expect("the shipped rules are valid")

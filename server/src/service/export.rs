@@ -1,19 +1,18 @@
 //! Streamed exports of labelled vehicles and their customers, as CSV or NDJSON.
 //!
-//! Rows are read in pages of [`PAGE`] by VIN, so memory stays flat however many rows there
-//! are; the first CSV line names every column. A fleet's or a store's export holds only its own
+//! One query reads every row, by VIN; each row is encoded where the database holds it and
+//! the bytes go out in chunks while the next are read, so memory stays flat however many rows
+//! there are. The first CSV line names every column. A fleet's or a store's export holds only its own
 //! rows: the pages are read through the caller's scope.
 
 use std::borrow::Cow;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::access::Caller;
-use super::read::{ExportRow, ReadError};
-use crate::store::{Store, StoreError};
-
-/// Vehicles per page.
-pub const PAGE: usize = 5_000;
+use super::read::ReadError;
+use crate::store::{Cells, Encode, Store, StoreError};
 
 /// The export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,167 +48,195 @@ const FIXED: [&str; 11] = [
 ];
 const TAIL: [&str; 3] = ["first_action", "first_channel", "first_status"];
 
-/// An export in progress.
+/// Bytes per chunk sent to the client.
+const CHUNK: usize = 256 * 1024;
+
+/// An export in progress: one query, run by the store on its own task, whose rows are encoded
+/// where the database holds them and come out here in chunks.
 #[derive(Debug)]
 pub struct Export {
-    store: Store,
-    caller: Caller,
-    filter: Option<String>,
-    format: Format,
-    groups: Vec<String>,
-    after: String,
-    started: bool,
-    done: bool,
-    /// The next page, read while the current one is written.
-    next: Option<JoinHandle<Result<Vec<ExportRow>, ReadError>>>,
-    /// Rows written so far.
+    columns: Vec<String>,
+    chunks: mpsc::Receiver<Vec<u8>>,
+    query: Option<JoinHandle<Result<u64, StoreError>>>,
+    /// Rows written, known once the export is complete.
     pub rows: u64,
 }
 
 impl Drop for Export {
     fn drop(&mut self) {
-        if let Some(next) = self.next.take() {
-            next.abort();
-        }
+        // Closing the channel stops the query at its next chunk.
+        self.chunks.close();
     }
 }
 
 impl Export {
-    /// Prepares an export; checks the filter before the first byte is sent.
+    /// Starts an export; checks the filter before the first byte is sent.
     pub async fn start(
         store: Store,
         caller: Caller,
         filter: Option<String>,
         format: Format,
     ) -> Result<Export, ReadError> {
-        if let Some(text) = filter.as_deref().filter(|f| !f.trim().is_empty()) {
-            super::filter::compile(text, 1)?;
-        }
-        // Sorted bytewise, as `ExportRow::labels_by_group` searches them (a database's
-        // collation may order them otherwise).
+        Export::start_chunked(store, caller, filter, format, CHUNK).await
+    }
+
+    /// [`Export::start`] with chunks of about `chunk` bytes rather than 256 kB.
+    pub async fn start_chunked(
+        store: Store,
+        caller: Caller,
+        filter: Option<String>,
+        format: Format,
+        chunk: usize,
+    ) -> Result<Export, ReadError> {
+        let (sql, params) = store.export_query(&caller, filter.as_deref())?;
+        // Sorted bytewise, as `Encoder::row` searches them (a database's collation may order
+        // them otherwise).
         let mut groups = store.label_groups().await?;
         groups.sort();
+        let columns: Vec<String> = FIXED
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(groups.iter().cloned())
+            .chain(TAIL.iter().map(|c| (*c).to_owned()))
+            .collect();
+        let encoder = Encoder::new(format, groups, &columns);
+        // Two chunks queued: the query encodes the next while the current one is sent.
+        let (sender, chunks) = mpsc::channel(2);
+        let query = tokio::spawn(async move {
+            store
+                .query_encoded(sql, params, Box::new(encoder), chunk, sender)
+                .await
+        });
         Ok(Export {
-            store,
-            caller,
-            filter,
-            format,
-            groups,
-            after: String::new(),
-            started: false,
-            done: false,
-            next: None,
+            columns,
+            chunks,
+            query: Some(query),
             rows: 0,
         })
     }
 
     /// The column names, in order.
-    pub fn columns(&self) -> Vec<String> {
-        FIXED
-            .iter()
-            .map(|c| (*c).to_owned())
-            .chain(self.groups.iter().cloned())
-            .chain(TAIL.iter().map(|c| (*c).to_owned()))
-            .collect()
-    }
-
-    /// A row's values, in the order of [`Export::columns`], borrowed where they can be: an
-    /// export writes millions of them.
-    fn values<'a>(&'a self, row: &'a ExportRow) -> Vec<Cow<'a, str>> {
-        let v = &row.vehicle;
-        let text = |value: &'a Option<String>| Cow::Borrowed(value.as_deref().unwrap_or_default());
-        let mut out = Vec::with_capacity(FIXED.len() + self.groups.len() + TAIL.len());
-        out.extend([
-            Cow::Borrowed(v.vin.as_str()),
-            text(&v.device_id),
-            Cow::Borrowed(v.make.as_str()),
-            Cow::Borrowed(v.model.as_str()),
-            Cow::Owned(v.model_year.to_string()),
-            Cow::Borrowed(v.energy.as_str()),
-            Cow::Borrowed(v.price_class.as_str()),
-            text(&v.customer_id),
-            text(&row.customer_name),
-            text(&v.fleet_id),
-            v.store_id
-                .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
-        ]);
-        out.extend(row.labels_by_group(&self.groups));
-        out.push(text(&row.first_action));
-        out.push(text(&row.first_channel));
-        out.push(text(&row.first_status));
-        out
-    }
-
-    /// Starts reading the page after `self.after`, on its own task so that the database reads
-    /// it while the current page is formatted and sent (each takes a core).
-    fn fetch(&self) -> JoinHandle<Result<Vec<ExportRow>, ReadError>> {
-        let (store, caller, filter, after) = (
-            self.store.clone(),
-            self.caller.clone(),
-            self.filter.clone(),
-            self.after.clone(),
-        );
-        tokio::spawn(async move {
-            store
-                .export_page(&caller, filter.as_deref(), &after, PAGE)
-                .await
-        })
+    pub fn columns(&self) -> &[String] {
+        &self.columns
     }
 
     /// The next chunk of output, or `None` when the export is complete.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
-        if self.done {
-            return Ok(None);
+        if let Some(chunk) = self.chunks.recv().await {
+            return Ok(Some(chunk));
         }
-        let mut out = Vec::with_capacity(PAGE * 160);
-        if !self.started && self.format == Format::Csv {
-            let mut writer = csv::Writer::from_writer(&mut out);
-            let _ = writer.write_record(self.columns());
-            let _ = writer.flush();
+        // The query has sent its last chunk: did it finish or fail?
+        if let Some(query) = self.query.take() {
+            self.rows = query
+                .await
+                .map_err(|error| StoreError::Worker(error.to_string()))??;
         }
-        self.started = true;
-        let page = self
-            .next
-            .take()
-            .unwrap_or_else(|| self.fetch())
-            .await
-            .map_err(|error| StoreError::Worker(error.to_string()))??;
-        if page.len() < PAGE {
-            self.done = true;
+        Ok(None)
+    }
+}
+
+/// Encodes export rows as CSV or NDJSON, reusing its buffers from row to row.
+struct Encoder {
+    format: Format,
+    /// Label groups, sorted bytewise.
+    groups: Vec<String>,
+    /// Each group's labels of the current row, `;`-joined.
+    slots: Vec<String>,
+    /// NDJSON: each column's key, `"name":`, ready to copy.
+    keys: Vec<Vec<u8>>,
+    csv: csv::Writer<Vec<u8>>,
+    out: Vec<u8>,
+}
+
+impl Encoder {
+    fn new(format: Format, groups: Vec<String>, columns: &[String]) -> Encoder {
+        let mut csv = csv::WriterBuilder::new().from_writer(Vec::with_capacity(CHUNK * 2));
+        if format == Format::Csv {
+            // A header row is written even when no row follows.
+            let _ = csv.write_record(columns);
         }
-        if let Some(last) = page.last() {
-            self.after = last.vehicle.vin.clone();
+        let keys = columns
+            .iter()
+            .map(|column| {
+                let mut key = serde_json::to_vec(column).unwrap_or_default();
+                key.push(b':');
+                key
+            })
+            .collect();
+        Encoder {
+            format,
+            slots: vec![String::new(); groups.len()],
+            groups,
+            keys,
+            csv,
+            out: Vec::with_capacity(CHUNK * 2),
         }
-        if !self.done {
-            self.next = Some(self.fetch());
+    }
+
+    /// Splits a `vehicle_labels` text (`group=value`, space-separated) into the slots, one
+    /// pass however many groups.
+    fn split_labels(&mut self, labels: &str) {
+        for slot in &mut self.slots {
+            slot.clear();
         }
+        for (group, value) in labels.split(' ').filter_map(|l| l.split_once('=')) {
+            if let Ok(index) = self.groups.binary_search_by(|g| g.as_str().cmp(group)) {
+                let slot = &mut self.slots[index];
+                if !slot.is_empty() {
+                    slot.push(';');
+                }
+                slot.push_str(value);
+            }
+        }
+    }
+}
+
+impl Encode for Encoder {
+    fn row(&mut self, cells: &dyn Cells) -> Result<(), StoreError> {
+        let labels = FIXED.len();
+        self.split_labels(cells.text(labels)?.as_deref().unwrap_or_default());
+        let mut fixed: [Cow<'_, str>; FIXED.len()] = Default::default();
+        for (index, value) in fixed.iter_mut().enumerate() {
+            *value = cells.text(index)?.unwrap_or_default();
+        }
+        let mut tail: [Cow<'_, str>; TAIL.len()] = Default::default();
+        for (index, value) in tail.iter_mut().enumerate() {
+            *value = cells.text(labels + 1 + index)?.unwrap_or_default();
+        }
+        let values = fixed
+            .iter()
+            .map(|v| v.as_ref())
+            .chain(self.slots.iter().map(String::as_str))
+            .chain(tail.iter().map(|v| v.as_ref()));
+        let failed = |error: &dyn std::fmt::Display| StoreError::Worker(format!("export: {error}"));
         match self.format {
-            Format::Csv => {
-                let mut writer = csv::Writer::from_writer(&mut out);
-                for row in &page {
-                    let _ = writer.write_record(self.values(row).iter().map(|v| v.as_bytes()));
-                }
-                let _ = writer.flush();
-            }
+            Format::Csv => self.csv.write_record(values).map_err(|e| failed(&e))?,
             Format::Ndjson => {
-                // Keys in the order of the CSV's columns.
-                let columns = self.columns();
-                for row in &page {
-                    out.push(b'{');
-                    for (index, (column, value)) in columns.iter().zip(self.values(row)).enumerate()
-                    {
-                        if index > 0 {
-                            out.push(b',');
-                        }
-                        let _ = serde_json::to_writer(&mut out, column);
-                        out.push(b':');
-                        let _ = serde_json::to_writer(&mut out, value.as_ref());
+                self.out.push(b'{');
+                for (index, (key, value)) in self.keys.iter().zip(values).enumerate() {
+                    if index > 0 {
+                        self.out.push(b',');
                     }
-                    out.extend_from_slice(b"}\n");
+                    self.out.extend_from_slice(key);
+                    serde_json::to_writer(&mut self.out, value).map_err(|e| failed(&e))?;
                 }
+                self.out.extend_from_slice(b"}\n");
             }
         }
-        self.rows += page.len() as u64;
-        Ok(Some(out))
+        Ok(())
+    }
+
+    fn take(&mut self, min: usize) -> Option<Vec<u8>> {
+        if self.format == Format::Csv {
+            // The writer keeps up to 8 kB of its own; swapping in a fresh one flushes it.
+            if min > 0 && self.csv.get_ref().len() < min {
+                return None;
+            }
+            let fresh = csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2));
+            let bytes = std::mem::replace(&mut self.csv, fresh).into_inner().ok()?;
+            return (!bytes.is_empty()).then_some(bytes);
+        }
+        (self.out.len() >= min.max(1))
+            .then(|| std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK * 2)))
     }
 }

@@ -583,15 +583,14 @@ impl Store {
             .collect())
     }
 
-    /// One page of the export: vehicles with customer, labels and the first action, in one
-    /// query.
-    pub async fn export_page(
+    /// The query of an export: every vehicle in the caller's scope that matches the filter,
+    /// with its customer, labels and first action, by VIN; its columns are all text, in the
+    /// order of `export::FIXED`, then the label text, then `export::TAIL`.
+    pub fn export_query(
         &self,
         caller: &Caller,
         label_filter: Option<&str>,
-        after: &str,
-        limit: usize,
-    ) -> Result<Vec<ExportRow>, ReadError> {
+    ) -> Result<(String, Vec<Value>), ReadError> {
         let (scope, mut params) = caller.vehicle_scope(1);
         let filter = match label_filter.filter(|f| !f.trim().is_empty()) {
             Some(text) => {
@@ -601,66 +600,13 @@ impl Store {
             }
             None => "1 = 1".to_owned(),
         };
-        params.push(after.into());
-        let after_param = params.len();
-        params.push((limit as i64).into());
         let sql = format!(
-            "SELECT {VEHICLE_COLUMNS}, c.name, vl.first_strategy, vl.first_channel, vl.first_status \
+            "SELECT v.vin, v.device_id, v.make, v.model, CAST(v.model_year AS TEXT), v.energy, \
+             v.price_class, v.customer_id, c.name, v.fleet_id, CAST(v.store_id AS TEXT), \
+             vl.labels, vl.first_strategy, vl.first_channel, vl.first_status \
              FROM {VEHICLES} LEFT JOIN customers c ON c.id = v.customer_id \
-             WHERE {scope} AND {filter} AND v.vin > ${after_param} ORDER BY v.vin LIMIT ${}",
-            after_param + 1
+             WHERE {scope} AND {filter} ORDER BY v.vin"
         );
-        Ok(self
-            .query(sql, params)
-            .await?
-            .into_iter()
-            .map(|mut row| ExportRow {
-                // Split only when written: a million rows, nine labels each.
-                labels: take_text(&mut row, 10).unwrap_or_default(),
-                vehicle: vehicle(&mut row),
-                customer_name: take_text(&mut row, 11),
-                first_action: take_text(&mut row, 12),
-                first_channel: take_text(&mut row, 13),
-                first_status: take_text(&mut row, 14),
-            })
-            .collect())
-    }
-}
-
-/// One exported vehicle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportRow {
-    /// The vehicle.
-    pub vehicle: VehicleSummary,
-    /// Its customer's name.
-    pub customer_name: Option<String>,
-    /// The first next-best action.
-    pub first_action: Option<String>,
-    /// Its channel.
-    pub first_channel: Option<String>,
-    /// Its status.
-    pub first_status: Option<String>,
-    /// Its labels as `vehicle_labels` holds them (`group=value`, space-separated); the
-    /// vehicle's own list is left empty.
-    pub labels: String,
-}
-
-impl ExportRow {
-    /// The vehicle's labels in each of `groups` (sorted), `;`-joined where it has several: one
-    /// pass over its label text, however many groups.
-    pub fn labels_by_group<'a>(&'a self, groups: &[String]) -> Vec<std::borrow::Cow<'a, str>> {
-        let mut out = vec![std::borrow::Cow::Borrowed(""); groups.len()];
-        for (group, value) in self.labels.split(' ').filter_map(|l| l.split_once('=')) {
-            if let Ok(index) = groups.binary_search_by(|g| g.as_str().cmp(group)) {
-                if out[index].is_empty() {
-                    out[index] = value.into();
-                } else {
-                    let joined = out[index].to_mut();
-                    joined.push(';');
-                    joined.push_str(value);
-                }
-            }
-        }
-        out
+        Ok((sql, params))
     }
 }

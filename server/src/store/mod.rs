@@ -82,6 +82,24 @@ fn owned_text(row: &Row, i: usize) -> String {
         .to_owned()
 }
 
+/// A result row read in place: a back-end's values lent to an [`Encode`] without copies.
+pub trait Cells {
+    /// Column `index` as text; `None` when it is NULL. Numbers come as their decimal text.
+    fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError>;
+}
+
+/// Turns query rows into bytes (CSV, NDJSON...) for [`Backend::query_encoded`].
+pub trait Encode: Send {
+    /// Encodes one row.
+    fn row(&mut self, cells: &dyn Cells) -> Result<(), StoreError>;
+    /// Hands over what has been encoded once it is at least `min` bytes (`min` = 0 at the end:
+    /// whatever is left, if anything).
+    fn take(&mut self, min: usize) -> Option<Vec<u8>>;
+}
+
+/// Where [`Backend::query_encoded`] sends its chunks.
+pub type ChunkSender = tokio::sync::mpsc::Sender<Vec<u8>>;
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -166,6 +184,18 @@ pub trait Backend: Send + Sync + Debug {
         sql: Cow<'static, str>,
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError>;
+    /// Runs a query and encodes its rows as they come, sending chunks of about `chunk` bytes
+    /// to `out`: results of millions of rows in flat memory and without a copy of each value
+    /// (exports). One statement, so it reads one snapshot. Stops early, without an error,
+    /// when `out` is closed (the reader went away). Returns the rows encoded.
+    async fn query_encoded(
+        &self,
+        sql: Cow<'static, str>,
+        params: Vec<Value>,
+        encode: Box<dyn Encode>,
+        chunk: usize,
+        out: ChunkSender,
+    ) -> Result<u64, StoreError>;
     /// Applies the migrations it has not applied yet, in order, each in a transaction, with
     /// concurrent servers kept from applying the same one twice.
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
@@ -337,6 +367,21 @@ impl Store {
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
         self.backend.query(sql.into(), params).await
+    }
+
+    /// Runs a query whose rows `encode` turns into chunks sent to `out`; for the service
+    /// layer's exports. See [`Backend::query_encoded`].
+    pub(crate) async fn query_encoded(
+        &self,
+        sql: impl Into<Cow<'static, str>>,
+        params: Vec<Value>,
+        encode: Box<dyn Encode>,
+        chunk: usize,
+        out: ChunkSender,
+    ) -> Result<u64, StoreError> {
+        self.backend
+            .query_encoded(sql.into(), params, encode, chunk, out)
+            .await
     }
 
     /// Runs statements in one transaction; for the service layer.

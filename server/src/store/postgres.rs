@@ -7,11 +7,15 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::TryStreamExt;
 use futures::future::try_join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
-use super::{Backend, Dialect, Isolation, Row, Statement, StepSender, StoreError, Value};
+use super::{
+    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StepSender,
+    StoreError, Value,
+};
 
 /// The PostgreSQL back-end.
 #[derive(Clone)]
@@ -168,6 +172,36 @@ impl Backend for Postgres {
         rows.iter().map(row_values).collect()
     }
 
+    async fn query_encoded(
+        &self,
+        sql: Cow<'static, str>,
+        values: Vec<Value>,
+        mut encode: Box<dyn Encode>,
+        chunk: usize,
+        out: ChunkSender,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        // Rows are read off the socket as they are encoded: the driver's channel is bounded,
+        // so a slow reader of `out` holds the query back instead of filling memory.
+        let rows = client.query_raw(&statement, params(&values)).await?;
+        futures::pin_mut!(rows);
+        let mut count = 0;
+        while let Some(row) = rows.try_next().await? {
+            encode.row(&PgCells(&row))?;
+            count += 1;
+            if let Some(bytes) = encode.take(chunk) {
+                if out.send(bytes).await.is_err() {
+                    return Ok(count);
+                }
+            }
+        }
+        if let Some(bytes) = encode.take(0) {
+            let _ = out.send(bytes).await;
+        }
+        Ok(count)
+    }
+
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         if let Some(schema) = &self.schema {
@@ -207,5 +241,36 @@ impl Backend for Postgres {
             tx.commit().await?;
         }
         Ok(())
+    }
+}
+
+/// A PostgreSQL row lent to an [`Encode`].
+struct PgCells<'a>(&'a tokio_postgres::Row);
+
+impl Cells for PgCells<'_> {
+    fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError> {
+        let column = self
+            .0
+            .columns()
+            .get(index)
+            .ok_or_else(|| StoreError::Data(format!("no column {index} in the result")))?;
+        if column.type_() == &tokio_postgres::types::Type::TEXT
+            || column.type_() == &tokio_postgres::types::Type::VARCHAR
+        {
+            return Ok(self.0.try_get::<_, Option<&str>>(index)?.map(Cow::Borrowed));
+        }
+        Ok(match Value::from_pg(self.0, index)? {
+            Value::Null => None,
+            Value::Int(v) => Some(v.to_string().into()),
+            Value::Real(v) => Some(v.to_string().into()),
+            Value::Bool(v) => Some(v.to_string().into()),
+            Value::Text(v) => Some(v.into()),
+            other => {
+                return Err(StoreError::Data(format!(
+                    "column {} is {other:?}, not text",
+                    column.name()
+                )));
+            }
+        })
     }
 }
