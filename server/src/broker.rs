@@ -118,49 +118,51 @@ dynamic_filters = true
     })
 }
 
-/// Connects to `listen` as an MQTT client (v5 or 3.1.1), waits for the CONNACK and disconnects
-/// cleanly. A bare TCP connection would do to see the port open, but rumqttd logs each one
-/// that closes without a CONNECT as an error.
+/// Connects to `listen` as an MQTT client (v5 or 3.1.1), waits for the CONNACK and closes the
+/// connection. A bare TCP connection would do to see the port open, but rumqttd logs one that
+/// closes before its CONNECT as an error; so does a DISCONNECT packet ("already gone"). A close
+/// after the CONNACK is what it logs at info.
 fn probe(listen: SocketAddr, v5: bool) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let timeout = std::time::Duration::from_secs(1);
     let mut stream = std::net::TcpStream::connect_timeout(&listen, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
-    let encoding = |error: rumqttc::mqttbytes::Error| std::io::Error::other(error.to_string());
     let mut connect = bytes::BytesMut::new();
-    let mut disconnect = bytes::BytesMut::new();
     if v5 {
-        use rumqttc::v5::mqttbytes::v5;
-        let encoding =
-            |error: rumqttc::v5::mqttbytes::Error| std::io::Error::other(error.to_string());
-        v5::Connect {
+        rumqttc::v5::mqttbytes::v5::Connect {
             keep_alive: 10,
             client_id: "drivetag-probe".into(),
             clean_start: true,
             properties: None,
         }
         .write(&None, &None, &mut connect)
-        .map_err(encoding)?;
-        v5::Disconnect {
-            reason_code: v5::DisconnectReasonCode::NormalDisconnection,
-            properties: None,
-        }
-        .write(&mut disconnect)
-        .map_err(encoding)?;
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
     } else {
         rumqttc::mqttbytes::v4::Connect::new("drivetag-probe")
             .write(&mut connect)
-            .map_err(encoding)?;
-        rumqttc::mqttbytes::v4::Disconnect
-            .write(&mut disconnect)
-            .map_err(encoding)?;
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
     }
     stream.write_all(&connect)?;
-    let mut first = [0u8; 1];
-    stream.read_exact(&mut first)?;
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte)?;
     // A CONNACK is packet type 2.
-    if first[0] >> 4 != 2 {
+    if byte[0] >> 4 != 2 {
         return Err(std::io::Error::other("no CONNACK"));
     }
-    stream.write_all(&disconnect)
+    // Read all of it (remaining length, then the rest): closing with bytes unread sends a
+    // reset, which rumqttd logs as an error too.
+    let (mut remaining, mut shift) = (0usize, 0);
+    loop {
+        stream.read_exact(&mut byte)?;
+        remaining |= usize::from(byte[0] & 0x7f) << shift;
+        shift += 7;
+        if byte[0] & 0x80 == 0 || shift > 21 {
+            break;
+        }
+    }
+    std::io::copy(
+        &mut (&mut stream).take(remaining as u64),
+        &mut std::io::sink(),
+    )?;
+    Ok(())
 }

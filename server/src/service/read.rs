@@ -184,6 +184,41 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// A vehicle's features with the day they were computed, by VIN (`$1`).
+fn features_sql() -> String {
+    let columns: Vec<&str> = crate::labels::features::FEATURES
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    format!(
+        "SELECT labelled_day, {} FROM profiles WHERE vin = $1",
+        columns.join(", ")
+    )
+}
+
+/// A row of [`features_sql`] as a JSON object by feature name.
+fn features_json(row: &Row) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "labelled".into(),
+        day_text(row.first().and_then(Value::int).unwrap_or(0)).into(),
+    );
+    for (feature, value) in crate::labels::features::FEATURES
+        .iter()
+        .zip(row.iter().skip(1))
+    {
+        let json = match value {
+            Value::Text(s) => serde_json::Value::from(s.clone()),
+            other => other
+                .real()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        };
+        map.insert(feature.name.to_owned(), json);
+    }
+    serde_json::Value::Object(map)
+}
+
 /// A vehicle's columns, with its labels from `vehicle_labels` (joined as `vl` by
 /// [`VEHICLES`]).
 const VEHICLE_COLUMNS: &str = "v.vin, v.device_id, v.make, v.model, v.model_year, v.energy, v.price_class, v.customer_id, v.fleet_id, v.store_id, vl.labels";
@@ -276,15 +311,39 @@ impl Store {
         let (scope, mut params) = caller.vehicle_scope(2);
         let mut all = vec![Value::from(vin)];
         all.append(&mut params);
-        let sql = format!("SELECT {VEHICLE_COLUMNS} FROM {VEHICLES} WHERE v.vin = $1 AND {scope}");
-        let Some(mut row) = self.query(sql, all).await?.into_iter().next() else {
+        let by_vin = || vec![Value::from(vin)];
+        // One trip for the four: 64 clients' lookups spent much of their time handing
+        // queries to the database's threads one at a time.
+        let mut results = self
+            .query_batch(vec![
+                (
+                    format!("SELECT {VEHICLE_COLUMNS} FROM {VEHICLES} WHERE v.vin = $1 AND {scope}")
+                        .into(),
+                    all,
+                ),
+                (features_sql().into(), by_vin()),
+                (
+                    "SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value".into(),
+                    by_vin(),
+                ),
+                (
+                    "SELECT strategy, priority, rank, channel, status, reason FROM actions WHERE vin = $1 ORDER BY rank".into(),
+                    by_vin(),
+                ),
+            ])
+            .await?
+            .into_iter();
+        let mut next = || results.next().unwrap_or_default();
+        // Out of the caller's scope, the other three results are dropped unseen.
+        let Some(mut row) = next().into_iter().next() else {
             return Ok(None);
         };
         let summary = vehicle(&mut row);
-        let features = self.features_of(vin).await?;
-        let labels: Vec<LabelView> = self
-            .query("SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value", vec![vin.into()])
-            .await?
+        let features = next()
+            .into_iter()
+            .next()
+            .map_or(serde_json::Value::Null, |row| features_json(&row));
+        let labels: Vec<LabelView> = next()
             .iter()
             .map(|row| LabelView {
                 group: text(row, 0),
@@ -294,9 +353,7 @@ impl Store {
                 labelled: day_text(row[4].int().unwrap_or(0)),
             })
             .collect();
-        let actions = self
-            .query("SELECT strategy, priority, rank, channel, status, reason FROM actions WHERE vin = $1 ORDER BY rank", vec![vin.into()])
-            .await?
+        let actions = next()
             .iter()
             .map(|row| ActionView {
                 strategy: text(row, 0),
@@ -313,36 +370,6 @@ impl Store {
             labels,
             actions,
         }))
-    }
-
-    async fn features_of(&self, vin: &str) -> Result<serde_json::Value, StoreError> {
-        let columns: Vec<&str> = crate::labels::features::FEATURES
-            .iter()
-            .map(|f| f.name)
-            .collect();
-        let sql = format!(
-            "SELECT labelled_day, {} FROM profiles WHERE vin = $1",
-            columns.join(", ")
-        );
-        let Some(row) = self.query(sql, vec![vin.into()]).await?.into_iter().next() else {
-            return Ok(serde_json::Value::Null);
-        };
-        let mut map = serde_json::Map::new();
-        map.insert(
-            "labelled".into(),
-            day_text(row[0].int().unwrap_or(0)).into(),
-        );
-        for (name, value) in columns.iter().zip(&row[1..]) {
-            let json = match value {
-                Value::Text(s) => serde_json::Value::from(s.clone()),
-                other => other
-                    .real()
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
-            };
-            map.insert((*name).to_owned(), json);
-        }
-        Ok(serde_json::Value::Object(map))
     }
 
     /// Customers the caller may see, filtered by their vehicles' labels.
@@ -419,25 +446,24 @@ impl Store {
              c.email_opt_in, c.phone_opt_in, c.mail_opt_in, c.birthday_month, c.home_store_id, c.fleet_id \
              FROM customers c WHERE c.id IN ({in_ids}) AND {scope}"
         );
-        let rows = self.query(sql, all).await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
         let (vscope, vparams) = caller.vehicle_scope(ids.len() + 1);
         let mut params = id_params;
         params.extend(vparams);
-        let mut vehicles: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in self
-            .query(
-                format!(
-                    "SELECT v.customer_id, v.vin FROM vehicles v WHERE v.customer_id IN ({in_ids}) AND {vscope} \
-                     ORDER BY v.customer_id, v.vin"
-                ),
-                params,
-            )
+        let vehicles_sql = format!(
+            "SELECT v.customer_id, v.vin FROM vehicles v WHERE v.customer_id IN ({in_ids}) AND {vscope} \
+             ORDER BY v.customer_id, v.vin"
+        );
+        let mut results = self
+            .query_batch(vec![(sql.into(), all), (vehicles_sql.into(), params)])
             .await?
-        {
-            vehicles.entry(text(&row, 0)).or_default().push(text(&row, 1));
+            .into_iter();
+        let rows = results.next().unwrap_or_default();
+        let mut vehicles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in results.next().unwrap_or_default() {
+            vehicles
+                .entry(text(&row, 0))
+                .or_default()
+                .push(text(&row, 1));
         }
         let channels = ["push", "sms", "wechat", "email", "phone", "mail"];
         let mut by_id: BTreeMap<String, CustomerView> = rows

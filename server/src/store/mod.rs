@@ -184,6 +184,19 @@ pub trait Backend: Send + Sync + Debug {
         sql: Cow<'static, str>,
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError>;
+    /// Runs several queries, in order, and returns each one's rows: a page that needs a few
+    /// queries pays for one trip to the database. SQLite runs them on one reader in one read
+    /// transaction, so they see one state; the default runs them one by one.
+    async fn query_batch(
+        &self,
+        queries: Vec<(Cow<'static, str>, Vec<Value>)>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for (sql, params) in queries {
+            out.push(self.query(sql, params).await?);
+        }
+        Ok(out)
+    }
     /// Runs a query and encodes its rows as they come, sending chunks of about `chunk` bytes
     /// to `out`: results of millions of rows in flat memory and without a copy of each value
     /// (exports). One statement, so it reads one snapshot. Stops early, without an error,
@@ -367,6 +380,14 @@ impl Store {
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
         self.backend.query(sql.into(), params).await
+    }
+
+    /// Runs several queries in one trip; see [`Backend::query_batch`].
+    pub(crate) async fn query_batch(
+        &self,
+        queries: Vec<(Cow<'static, str>, Vec<Value>)>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        self.backend.query_batch(queries).await
     }
 
     /// Runs a query whose rows `encode` turns into chunks sent to `out`; for the service

@@ -172,6 +172,29 @@ impl Backend for Postgres {
         rows.iter().map(row_values).collect()
     }
 
+    async fn query_batch(
+        &self,
+        queries: Vec<(Cow<'static, str>, Vec<Value>)>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let client = self.client().await?;
+        let mut prepared = Vec::with_capacity(queries.len());
+        for (sql, _) in &queries {
+            prepared.push(client.prepare_cached(sql).await?);
+        }
+        // Pipelined on one connection: one round trip's wait for all of them.
+        let results = try_join_all(queries.iter().zip(&prepared).map(
+            |((_, values), statement)| {
+                let client = &client;
+                async move { client.query(statement, &params(values)).await }
+            },
+        ))
+        .await?;
+        results
+            .iter()
+            .map(|rows| rows.iter().map(row_values).collect())
+            .collect()
+    }
+
     async fn query_encoded(
         &self,
         sql: Cow<'static, str>,

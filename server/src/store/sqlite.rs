@@ -167,6 +167,28 @@ impl Sqlite {
         }
     }
 
+    /// Runs one query on `conn` and copies out its rows.
+    fn rows(&self, conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let mut prepared = conn
+            .prepare_cached(&sqlite_sql(sql))
+            .map_err(|e| self.error(e))?;
+        let columns = prepared.column_count();
+        let mut rows = prepared
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let mut values = Vec::with_capacity(columns);
+            for index in 0..columns {
+                values.push(Value::from_sqlite(
+                    row.get_ref(index).map_err(|e| self.error(e))?,
+                ));
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -231,24 +253,28 @@ impl Backend for Sqlite {
                 .readers
                 .get(|| connect(&db.path, READER_CACHE_MIB))
                 .map_err(|e| db.error(e))?;
-            let mut prepared = conn
-                .prepare_cached(&sqlite_sql(&sql))
+            db.rows(&conn, &sql, &params)
+        })
+        .await
+    }
+
+    async fn query_batch(
+        &self,
+        queries: Vec<(Cow<'static, str>, Vec<Value>)>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        self.blocking(move |db| {
+            let conn = db
+                .readers
+                .get(|| connect(&db.path, READER_CACHE_MIB))
                 .map_err(|e| db.error(e))?;
-            let columns = prepared.column_count();
-            let mut rows = prepared
-                .query(rusqlite::params_from_iter(params.iter()))
-                .map_err(|e| db.error(e))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| db.error(e))? {
-                let mut values = Vec::with_capacity(columns);
-                for index in 0..columns {
-                    values.push(Value::from_sqlite(
-                        row.get_ref(index).map_err(|e| db.error(e))?,
-                    ));
-                }
-                out.push(values);
-            }
-            Ok(out)
+            // One read transaction: every query sees the same commit.
+            let tx = conn.unchecked_transaction().map_err(|e| db.error(e))?;
+            let all = queries
+                .iter()
+                .map(|(sql, params)| db.rows(&tx, sql, params))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.finish().map_err(|e| db.error(e))?;
+            Ok(all)
         })
         .await
     }
