@@ -167,6 +167,13 @@ impl Sqlite {
         }
     }
 
+    /// A reader connection from the pool, opened if none is idle and the pool has room.
+    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        self.readers
+            .get(|| connect(&self.path, READER_CACHE_MIB))
+            .map_err(|e| self.error(e))
+    }
+
     /// Runs one query on `conn` and copies out its rows.
     fn rows(&self, conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let mut prepared = conn
@@ -249,10 +256,7 @@ impl Backend for Sqlite {
         params: Vec<Value>,
     ) -> Result<Vec<Row>, StoreError> {
         self.blocking(move |db| {
-            let conn = db
-                .readers
-                .get(|| connect(&db.path, READER_CACHE_MIB))
-                .map_err(|e| db.error(e))?;
+            let conn = db.reader()?;
             db.rows(&conn, &sql, &params)
         })
         .await
@@ -263,10 +267,7 @@ impl Backend for Sqlite {
         queries: Vec<(Cow<'static, str>, Vec<Value>)>,
     ) -> Result<Vec<Vec<Row>>, StoreError> {
         self.blocking(move |db| {
-            let conn = db
-                .readers
-                .get(|| connect(&db.path, READER_CACHE_MIB))
-                .map_err(|e| db.error(e))?;
+            let conn = db.reader()?;
             // One read transaction: every query sees the same commit.
             let tx = conn.unchecked_transaction().map_err(|e| db.error(e))?;
             let all = queries
@@ -291,10 +292,7 @@ impl Backend for Sqlite {
         // where SQLite holds them and chunks wait for the reader of `out`, so a slow client
         // slows the query rather than filling memory.
         self.blocking(move |db| {
-            let conn = db
-                .readers
-                .get(|| connect(&db.path, READER_CACHE_MIB))
-                .map_err(|e| db.error(e))?;
+            let conn = db.reader()?;
             let mut prepared = conn
                 .prepare_cached(&sqlite_sql(&sql))
                 .map_err(|e| db.error(e))?;
