@@ -124,6 +124,15 @@ dynamic_filters = true
 /// after the CONNACK is what it logs at info.
 fn probe(listen: SocketAddr, v5: bool) -> std::io::Result<()> {
     use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Never the same client id twice: rumqttd 0.20 panics (and poisons its will registry) when a
+    // client id comes back while the last connection under it is still being torn down.
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let client_id = format!(
+        "drivetag-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
     let timeout = std::time::Duration::from_secs(1);
     let mut stream = std::net::TcpStream::connect_timeout(&listen, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -131,14 +140,14 @@ fn probe(listen: SocketAddr, v5: bool) -> std::io::Result<()> {
     if v5 {
         rumqttc::v5::mqttbytes::v5::Connect {
             keep_alive: 10,
-            client_id: "drivetag-probe".into(),
+            client_id,
             clean_start: true,
             properties: None,
         }
         .write(&None, &None, &mut connect)
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     } else {
-        rumqttc::mqttbytes::v4::Connect::new("drivetag-probe")
+        rumqttc::mqttbytes::v4::Connect::new(client_id)
             .write(&mut connect)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
     }
