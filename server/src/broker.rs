@@ -125,8 +125,10 @@ dynamic_filters = true
 fn probe(listen: SocketAddr, v5: bool) -> std::io::Result<()> {
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicU64, Ordering};
-    // Never the same client id twice: rumqttd 0.20 panics (and poisons its will registry) when a
-    // client id comes back while the last connection under it is still being torn down.
+    // Never the same client id twice: rumqttd 0.20 panics, and poisons its will registry for
+    // every later connection on the listener, when a client id comes back after its last
+    // connection's will task ended (bytebeamio/rumqtt#1062, fix pending in #1066). A probe
+    // whose CONNACK came late under load and was retried hit it in CI.
     static PROBES: AtomicU64 = AtomicU64::new(0);
     let client_id = format!(
         "drivetag-probe-{}-{}",
