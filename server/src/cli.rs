@@ -101,8 +101,9 @@ enum Command {
     /// The server also relabels the vehicles that sent new data as it runs; this recomputes
     /// every vehicle, so percentile tiers are re-ranked against today's population.
     ///
-    /// Example:
+    /// Examples:
     ///   drivetag-server relabel --rules my-rules.toml
+    ///   drivetag-server relabel --vin LDTSX000100000007
     #[command(verbatim_doc_comment)]
     Relabel {
         /// The rules file; default: the shipped rules (see server/rules/default.toml).
@@ -111,6 +112,10 @@ enum Command {
         /// Label as of this day (YYYY-MM-DD) instead of today, e.g. to reproduce a past run.
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
+        /// Relabel only this vehicle, ranked against the population of the last full relabel
+        /// (what the server does for vehicles with new data).
+        #[arg(long, value_name = "VIN")]
+        vin: Option<String>,
     },
     /// Work with labelling rules: check a file and preview its effect, or list the features.
     Rules {
@@ -261,7 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Relabel { rules, as_of } => runtime()?.block_on(async move {
+        Command::Relabel { rules, as_of, vin } => runtime()?.block_on(async move {
             let rules = load_rules(rules.as_deref())?;
             let day = match as_of {
                 Some(date) => crate::labels::engine::Day::from_number(
@@ -274,18 +279,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("database {}", config.database.url))?;
             let started = std::time::Instant::now();
-            let vehicles = crate::labels::engine::relabel(
-                &store,
-                &rules,
-                &crate::labels::engine::Scope::All,
-                day,
-                |step| {
-                    eprintln!(
-                        "[{}/{}] {:<10} {:>10} rows {:>8.2} s",
-                        step.number, step.of, step.name, step.rows, step.seconds
-                    );
-                },
-            )
+            let scope = match vin {
+                Some(vin) => crate::labels::engine::Scope::Vin(vin),
+                None => crate::labels::engine::Scope::All,
+            };
+            let vehicles = crate::labels::engine::relabel(&store, &rules, &scope, day, |step| {
+                eprintln!(
+                    "[{}/{}] {:<10} {:>10} rows {:>8.2} s",
+                    step.number, step.of, step.name, step.rows, step.seconds
+                );
+            })
             .await?;
             println!(
                 "relabelled {vehicles} vehicles in {:.2} s",

@@ -666,6 +666,37 @@ async fn a_synthetic_population_relabels_whole(store: Store) {
         assert_eq!(ranks, expected, "{vin}");
     }
     exports_agree_with_the_labels(&store, &lists).await;
+    // A partial relabel ranks against the rank points the full one kept: with the data
+    // unchanged and fewer distinct values than points, it gives every tier score and tier
+    // exactly what the full relabel gave.
+    let mut full_tiers = BTreeMap::new();
+    for tier in &rules.tiers {
+        full_tiers.insert(
+            tier.group.clone(),
+            (
+                store.tier_scores(&tier.group).await.unwrap(),
+                labels_of(&store, &tier.group).await,
+            ),
+        );
+    }
+    for vin in lists.keys().step_by(97) {
+        relabel(&store, &rules, &Scope::Vin(vin.clone()), day, |_| {})
+            .await
+            .unwrap();
+        for (group, (scores, tiers)) in &full_tiers {
+            let partial = store.tier_scores(group).await.unwrap()[vin];
+            assert!(
+                (partial - scores[vin]).abs() < 1e-9,
+                "{vin} {group}: {partial} vs {}",
+                scores[vin]
+            );
+            assert_eq!(
+                labels_of(&store, group).await[vin],
+                tiers[vin],
+                "{vin} {group}"
+            );
+        }
+    }
     let before = labels_of(&store, "lifecycle").await;
     relabel(&store, &rules, &Scope::All, day, |_| {})
         .await
@@ -843,6 +874,38 @@ async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
     assert!(third.at_s >= before, "{third:?}");
 }
 
+/// Two full relabels at once (two servers' labellers, or one and `drivetag-server relabel`)
+/// both succeed, one after the other, and leave what one alone leaves.
+async fn concurrent_full_relabels_both_succeed(store: Store) {
+    let size = drivetag_server::store::synthetic::Size {
+        customers: 300,
+        days: 3,
+        today: today().number,
+    };
+    drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
+        .await
+        .unwrap();
+    let rules = Rules::defaults();
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, rules) = (store.clone(), rules.clone());
+            tokio::spawn(async move { relabel(&store, &rules, &Scope::All, today(), |_| {}).await })
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().unwrap(), 300);
+    }
+    let lists = store.label_lists().await.unwrap();
+    assert_eq!(lists.len(), 300);
+    let before = labels_of(&store, "consumption_ability").await;
+    assert_eq!(before.len(), 300);
+    relabel(&store, &rules, &Scope::All, today(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(labels_of(&store, "consumption_ability").await, before);
+    assert_eq!(store.label_lists().await.unwrap(), lists);
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite {
@@ -873,5 +936,6 @@ on_both!(
     caps_and_opt_outs,
     a_partial_relabel_agrees_with_a_full_one,
     a_synthetic_population_relabels_whole,
-    a_restarted_labeller_relabels_everyone_only_when_due
+    a_restarted_labeller_relabels_everyone_only_when_due,
+    concurrent_full_relabels_both_succeed
 );

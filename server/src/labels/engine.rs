@@ -24,6 +24,8 @@ pub struct Tables {
     pub actions: &'static str,
     /// Every vehicle's labels in one row.
     pub vehicle_labels: &'static str,
+    /// The distributions a partial relabel ranks against.
+    pub rank_points: &'static str,
 }
 
 /// The tables in force.
@@ -33,6 +35,7 @@ pub const LIVE: Tables = Tables {
     labels: "labels",
     actions: "actions",
     vehicle_labels: "vehicle_labels",
+    rank_points: "rank_points",
 };
 
 /// The shadow tables of `rules check`.
@@ -42,6 +45,7 @@ pub const PREVIEW: Tables = Tables {
     labels: "preview_labels",
     actions: "preview_actions",
     vehicle_labels: "preview_vehicle_labels",
+    rank_points: "preview_rank_points",
 };
 
 /// Which vehicles to relabel.
@@ -210,23 +214,105 @@ fn profile_statements(
         rules.settings.service_interval_months.into(),
     ];
     all.append(&mut params);
+    // The aggregates over visits, responses, days and places read only the vehicles in scope:
+    // a vehicle's partial relabel otherwise aggregated every vehicle's rows first (3.6-3.9 s
+    // at 1,000,000). A full relabel reads everything anyway, without the semi-joins.
+    let within = |column: &str, of: &str| match scope {
+        Scope::All => "1 = 1".to_owned(),
+        _ => {
+            let (inner, _) = scope_sql(scope, "v2.vin", 5);
+            format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})")
+        }
+    };
     let sql = PROFILES_SQL
         .replace("{real}", real(dialect))
+        .replace("{scope_vin}", &within("vin", "vin"))
+        .replace("{scope_customer}", &within("customer_id", "customer_id"))
+        .replace("{scope_device}", &within("device_id", "device_id"))
+        .replace("{scope_s_device}", &within("s.device_id", "device_id"))
         .replace("{scope}", &select)
         .replace("{profiles}", t.profiles);
     vec![delete_from(t.profiles, scope), Statement::new(sql, all)]
 }
 
+/// Most rank points kept per distribution.
+const RANK_POINTS: usize = 4096;
+
+/// The value of the rank point that holds a distribution's size.
+const SIZE_POINT: &str = "1e308";
+
+/// Writes the rank points of the values of `expr` in `from` (with `where_` applied) under
+/// `name`: every distinct value while there are at most [`RANK_POINTS`] of them, else every
+/// k-th, each with how many rows are below it, and the size at [`SIZE_POINT`].
+fn rank_points(table: &str, name: &str, expr: &str, from: &str, where_: &str) -> Statement {
+    let name = sql_text(name);
+    Statement::new(
+        format!(
+            "INSERT INTO {table} (name, value, below) \
+             SELECT {name}, v, below FROM ( \
+               SELECT v, below, ROW_NUMBER() OVER (ORDER BY v) AS i, COUNT(*) OVER () AS m FROM ( \
+                 SELECT v, CAST(SUM(c) OVER (ORDER BY v) - c AS BIGINT) AS below FROM ( \
+                   SELECT {expr} AS v, COUNT(*) AS c FROM {from} WHERE {where_} GROUP BY 1) g) d) s \
+             WHERE m <= {RANK_POINTS} OR (i - 1) % (m / {RANK_POINTS} + 1) = 0 \
+             UNION ALL SELECT {name}, {SIZE_POINT}, COUNT(*) FROM {from} WHERE {where_}"
+        ),
+        vec![],
+    )
+}
+
+/// SQL for how many of the last full relabel's population were below `value` in the
+/// distribution `name`, and the population's size. Exact while a distribution has at most
+/// [`RANK_POINTS`] distinct values; beyond, it errs up by at most one in 4,096 of the
+/// population.
+fn below_sql(table: &str, name: &str, value: &str) -> (String, String) {
+    let name = sql_text(name);
+    (
+        format!(
+            "(SELECT below FROM {table} WHERE name = {name} AND value >= {value} ORDER BY value LIMIT 1)"
+        ),
+        format!("(SELECT below FROM {table} WHERE name = {name} AND value = {SIZE_POINT})"),
+    )
+}
+
 /// Step 2: tier scores and tier labels.
-fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<Statement> {
-    let (profiles, tier_scores, labels) = (t.profiles, t.tier_scores, t.labels);
+///
+/// A full relabel ranks everyone with window functions and keeps the distributions as rank
+/// points; a partial one ranks its vehicles against those points: the population as of the last
+/// full relabel, the vehicle's own earlier values included, so its rank may differ from a full
+/// relabel's by one.
+fn tier_statements(
+    rules: &Rules,
+    t: &Tables,
+    dialect: Dialect,
+    scope: &Scope,
+    day: Day,
+) -> Vec<Statement> {
+    let (profiles, tier_scores, labels, points) =
+        (t.profiles, t.tier_scores, t.labels, t.rank_points);
     // Every label of the vehicles in scope goes: the tiers and the groups write them anew in
     // the same transaction.
     let mut out = vec![delete_from(labels, scope), delete_from(tier_scores, scope)];
+    // A missing value ranks lowest.
+    let low = "-1e18";
+    if *scope == Scope::All {
+        out.insert(2, Statement::new(format!("DELETE FROM {points}"), vec![]));
+        let features: std::collections::BTreeSet<&str> = rules
+            .tiers
+            .iter()
+            .flat_map(|tier| tier.parts.iter().map(|(f, _)| *f))
+            .collect();
+        for feature in features {
+            out.push(rank_points(
+                points,
+                &format!("part:{feature}"),
+                &format!("COALESCE({feature}, {low})"),
+                profiles,
+                "1 = 1",
+            ));
+        }
+    }
     for tier in &rules.tiers {
         let group = sql_text(&tier.group);
-        // A missing value ranks lowest.
-        let low = "-1e18";
         let score = match scope {
             Scope::All => {
                 let terms: Vec<String> = tier
@@ -245,13 +331,17 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
                 )
             }
             _ => {
+                // PERCENT_RANK: the share of the others below, (below) / (n - 1); the
+                // vehicle's own earlier value may be among the points, hence the cap at n - 1.
                 let terms: Vec<String> = tier
                     .parts
                     .iter()
                     .map(|(f, w)| {
+                        let (below, n) =
+                            below_sql(points, &format!("part:{f}"), &format!("COALESCE(p.{f}, {low})"));
                         format!(
-                            "({w}) * COALESCE((SELECT COUNT(*) FROM {profiles} q WHERE COALESCE(q.{f}, {low}) < COALESCE(p.{f}, {low})) * 1.0 \
-                             / NULLIF((SELECT COUNT(*) FROM {profiles}) - 1, 0), 0)"
+                            "({w}) * COALESCE({}(COALESCE({below}, {n}), {n} - 1) * 1.0 / NULLIF({n} - 1, 0), 0)",
+                            dialect.least()
                         )
                     })
                     .collect();
@@ -266,6 +356,15 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
             }
         };
         out.push(score);
+        if *scope == Scope::All {
+            out.push(rank_points(
+                points,
+                &format!("tier:{}", tier.group),
+                "score",
+                tier_scores,
+                &format!("grp = {group}"),
+            ));
+        }
         // Levels by position among the population, best first. A tie takes the position of
         // its last member (r counts everyone scoring at least as much), so a level never holds
         // more than its share: a crowd tied at zero is not "top 30 %".
@@ -299,10 +398,13 @@ fn tier_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<St
             ),
             _ => {
                 let (select, _) = scope_sql(scope, "t.vin", 1);
+                // r counts everyone scoring at least as much, the vehicle itself included.
+                let (below, n) = below_sql(points, &format!("tier:{}", tier.group), "t.score");
                 format!(
-                    "SELECT t.vin, t.score, (SELECT COUNT(*) FROM {tier_scores} t2 WHERE t2.grp = t.grp AND t2.score >= t.score) AS r, \
-                     (SELECT COUNT(*) FROM {tier_scores} t3 WHERE t3.grp = t.grp) AS n \
-                     FROM {tier_scores} t WHERE t.grp = {group} AND {select}"
+                    "SELECT t.vin, t.score, COALESCE({}(1, {n} - COALESCE({below}, {n})), 1) AS r, \
+                     COALESCE({n}, 1) AS n \
+                     FROM {tier_scores} t WHERE t.grp = {group} AND {select}",
+                    dialect.greatest()
                 )
             }
         };
@@ -570,7 +672,7 @@ pub fn plan(
             "profiles",
             profile_statements(rules, t, dialect, scope, day),
         ),
-        ("tiers", tier_statements(rules, t, scope, day)),
+        ("tiers", tier_statements(rules, t, dialect, scope, day)),
         ("labels", group_statements(rules, t, scope, day)),
         (
             "strategies",

@@ -288,12 +288,12 @@ FROM (
                 SUM(CASE WHEN visit_day > $1 - 365 AND kind IN ('accessories', 'detailing')
                          THEN spend_cents ELSE 0 END) AS care_12m,
                 MAX(odometer_km) AS last_odometer
-            FROM service_visits WHERE visit_day <= $1 GROUP BY vin
+            FROM service_visits WHERE visit_day <= $1 AND {scope_vin} GROUP BY vin
         ) sv ON sv.vin = v.vin
         LEFT JOIN (
             SELECT customer_id, COUNT(*) AS sent,
                 SUM(CASE WHEN responded THEN 1 ELSE 0 END) AS responded
-            FROM campaign_responses WHERE sent_day <= $1 GROUP BY customer_id
+            FROM campaign_responses WHERE sent_day <= $1 AND {scope_customer} GROUP BY customer_id
         ) cr ON cr.customer_id = v.customer_id
         LEFT JOIN reported_vehicles rv ON rv.device_id = v.device_id
         LEFT JOIN (
@@ -315,11 +315,11 @@ FROM (
                 MIN(local_day) AS first_day,
                 MAX(local_day) AS last_day,
                 MAX(odometer_m) AS odometer_m
-            FROM days WHERE local_day > $1 - 90 AND local_day <= $1 GROUP BY device_id
+            FROM days WHERE local_day > $1 - 90 AND local_day <= $1 AND {scope_device} GROUP BY device_id
         ) d ON d.device_id = v.device_id
         LEFT JOIN (
             SELECT s.device_id, s.store_id, s.home_distance_m FROM store_distances s
-            WHERE s.from_local_day = (SELECT MAX(s2.from_local_day) FROM store_distances s2
+            WHERE {scope_s_device} AND s.from_local_day = (SELECT MAX(s2.from_local_day) FROM store_distances s2
                                       WHERE s2.device_id = s.device_id)
         ) sd ON sd.device_id = v.device_id AND sd.store_id = v.store_id
         LEFT JOIN (
@@ -329,7 +329,7 @@ FROM (
                 SUM(CASE WHEN kind = 'own_store' THEN visits ELSE 0 END) AS own,
                 SUM(CASE WHEN kind = 'premium' THEN visits ELSE 0 END) AS premium,
                 SUM(CASE WHEN kind = 'charging' THEN visits ELSE 0 END) AS charging
-            FROM poi_visits WHERE last_local_day > $1 - 90 GROUP BY device_id
+            FROM poi_visits WHERE last_local_day > $1 - 90 AND {scope_device} GROUP BY device_id
         ) pv ON pv.device_id = v.device_id
         WHERE {scope}
     ) b

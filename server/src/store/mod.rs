@@ -43,6 +43,22 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The scalar function of the smaller of two values.
+    pub fn least(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MIN",
+            Dialect::Postgres => "LEAST",
+        }
+    }
+
+    /// The scalar function of the larger of two values.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+
     /// The aggregate joining texts with a separator (`f(text, sep ORDER BY ...)`).
     pub fn string_agg(self) -> &'static str {
         match self {
@@ -221,8 +237,9 @@ pub enum Isolation {
     /// right for ingest, where a conflicting insert must wait and then do nothing.
     Statement,
     /// Every statement sees the snapshot of the first (REPEATABLE READ): a relabel selects the
-    /// same vehicles in its deletes and its inserts even while ingest commits new data. SQLite
-    /// gives this anyway (one writer at a time).
+    /// same vehicles in its deletes and its inserts even while ingest commits new data. Such
+    /// transactions also run one at a time, across servers, so two relabels never write the
+    /// same keys at once. SQLite gives both anyway (one writer at a time).
     Snapshot,
 }
 
@@ -309,7 +326,7 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "labels", include_str!("migrations/0002_labels.sql")),
     (3, "api_keys", include_str!("migrations/0003_api_keys.sql")),
@@ -317,6 +334,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "vehicle_labels",
         include_str!("migrations/0004_vehicle_labels.sql"),
+    ),
+    (
+        5,
+        "rank_points",
+        include_str!("migrations/0005_rank_points.sql"),
     ),
 ];
 

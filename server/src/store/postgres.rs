@@ -92,6 +92,45 @@ fn row_values(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         .collect()
 }
 
+/// Serialises snapshot transactions (relabels) across servers.
+const SNAPSHOT_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Runs steps of statements in one transaction of `isolation` on `client`, reporting each.
+async fn run_steps(
+    client: &mut deadpool_postgres::Object,
+    steps: &[Vec<Statement>],
+    isolation: Isolation,
+    progress: &StepSender,
+) -> Result<Vec<Vec<u64>>, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(match isolation {
+            Isolation::Statement => IsolationLevel::ReadCommitted,
+            Isolation::Snapshot => IsolationLevel::RepeatableRead,
+        })
+        .start()
+        .await?;
+    let mut all = Vec::with_capacity(steps.len());
+    for (index, statements) in steps.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let prepared = prepare_all(&tx, statements).await?;
+        // Pipelined: the statements go out together and run in order.
+        let futures = statements
+            .iter()
+            .zip(&prepared)
+            .map(|(statement, prepared)| {
+                let tx = &tx;
+                async move { tx.execute(prepared, &params(&statement.params)).await }
+            });
+        let affected = try_join_all(futures).await?;
+        // Nobody listening is fine: progress is for people.
+        let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
+        all.push(affected);
+    }
+    tx.commit().await?;
+    Ok(all)
+}
+
 #[async_trait]
 impl Backend for Postgres {
     fn dialect(&self) -> Dialect {
@@ -105,33 +144,27 @@ impl Backend for Postgres {
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(match isolation {
-                Isolation::Statement => IsolationLevel::ReadCommitted,
-                Isolation::Snapshot => IsolationLevel::RepeatableRead,
-            })
-            .start()
-            .await?;
-        let mut all = Vec::with_capacity(steps.len());
-        for (index, statements) in steps.iter().enumerate() {
-            let started = std::time::Instant::now();
-            let prepared = prepare_all(&tx, statements).await?;
-            // Pipelined: the statements go out together and run in order.
-            let futures = statements
-                .iter()
-                .zip(&prepared)
-                .map(|(statement, prepared)| {
-                    let tx = &tx;
-                    async move { tx.execute(prepared, &params(&statement.params)).await }
-                });
-            let affected = try_join_all(futures).await?;
-            // Nobody listening is fine: progress is for people.
-            let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
-            all.push(affected);
+        if isolation == Isolation::Statement {
+            return run_steps(&mut client, &steps, isolation, &progress).await;
         }
-        tx.commit().await?;
-        Ok(all)
+        // Snapshot transactions (relabels) go one at a time across every server on the
+        // database: two at once both delete what they can see and insert the same keys, and one
+        // fails. The lock must be taken before the transaction, whose snapshot is taken by its
+        // first statement; a lock taken inside would leave the waiter with a snapshot from
+        // before the other's commit. It is a session lock, so the work runs on its own task:
+        // a caller that gives up cannot leave the lock held on a pooled connection.
+        tokio::spawn(async move {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+                .await?;
+            let result = run_steps(&mut client, &steps, isolation, &progress).await;
+            client
+                .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
+                .await?;
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))?
     }
 
     async fn execute_returning(
