@@ -142,6 +142,19 @@ async fn base_registry(store: &Store) {
         .unwrap();
 }
 
+/// Writes a generated population of `customers` with `days` of summaries up to today;
+/// returns the rows written.
+async fn populate(store: &Store, customers: u64, days: u64) -> u64 {
+    let size = drivetag_server::store::synthetic::Size {
+        customers,
+        days,
+        today: today().number,
+    };
+    drivetag_server::store::synthetic::populate(store, size, |_, _, _| {})
+        .await
+        .unwrap()
+}
+
 async fn labels_of(store: &Store, group: &str) -> BTreeMap<String, String> {
     let rows = store.label_rows(group).await.unwrap();
     rows.into_iter().collect()
@@ -591,14 +604,7 @@ async fn a_partial_relabel_agrees_with_a_full_one(store: Store) {
 /// time.
 async fn a_synthetic_population_relabels_whole(store: Store) {
     let day = today();
-    let size = drivetag_server::store::synthetic::Size {
-        customers: 1000,
-        days: 10,
-        today: day.number,
-    };
-    let loaded = drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
-        .await
-        .unwrap();
+    let loaded = populate(&store, 1000, 10).await;
     assert!(loaded > 7000, "{loaded} rows");
     let rules = Rules::defaults();
     let mut steps = Vec::new();
@@ -802,14 +808,7 @@ async fn exports_agree_with_the_labels(
 async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
     use drivetag_server::labels::engine::LastFull;
     use std::time::Duration;
-    let size = drivetag_server::store::synthetic::Size {
-        customers: 50,
-        days: 3,
-        today: today().number,
-    };
-    drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
-        .await
-        .unwrap();
+    populate(&store, 50, 3).await;
     let rules = Rules::defaults();
     let before = jiff::Timestamp::now().as_second();
     relabel(&store, &rules, &Scope::All, today(), |_| {})
@@ -877,14 +876,7 @@ async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
 /// Two full relabels at once (two servers' labellers, or one and `drivetag-server relabel`)
 /// both succeed, one after the other, and leave what one alone leaves.
 async fn concurrent_full_relabels_both_succeed(store: Store) {
-    let size = drivetag_server::store::synthetic::Size {
-        customers: 300,
-        days: 3,
-        today: today().number,
-    };
-    drivetag_server::store::synthetic::populate(&store, size, |_, _, _| {})
-        .await
-        .unwrap();
+    populate(&store, 300, 3).await;
     let rules = Rules::defaults();
     let runs: Vec<_> = (0..2)
         .map(|_| {
