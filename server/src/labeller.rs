@@ -27,24 +27,19 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let now_s = jiff::Timestamp::now().as_second();
+    let fingerprint = rules.fingerprint();
     // After a restart, a full pass is due only if the last one is old or used other rules;
     // partial passes go on from where the last one stopped.
-    let mut last_full: Option<Instant> = match LastFull::load(&store).await {
-        Ok(Some(last)) if last.rules == rules.fingerprint() => {
-            let age = Duration::from_secs(now_s.saturating_sub(last.at_s).max(0) as u64);
+    let mut last_full = match stored_full(&store, &fingerprint).await {
+        Some(at) => {
             info!(
-                age_s = age.as_secs(),
+                age_s = at.elapsed().as_secs(),
                 "Labels come from a full relabel with these rules."
             );
-            Instant::now().checked_sub(age)
+            Some(at)
         }
-        Ok(Some(_)) => {
-            info!("The rules changed since the last full relabel: relabelling everyone.");
-            None
-        }
-        Ok(None) => None,
-        Err(error) => {
-            warn!(%error, "Cannot read when labels were last computed; relabelling everyone.");
+        None => {
+            info!("No full relabel with these rules on record: relabelling everyone.");
             None
         }
     };
@@ -59,7 +54,16 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let started = jiff::Timestamp::now().as_second();
-        let full = last_full.is_none_or(|at| at.elapsed() >= full_every);
+        let mut full = last_full.is_none_or(|at| at.elapsed() >= full_every);
+        if full && last_full.is_some() {
+            // Another server on the database may have relabelled everyone since.
+            if let Some(at) = stored_full(&store, &fingerprint).await
+                && at.elapsed() < full_every
+            {
+                last_full = Some(at);
+                full = false;
+            }
+        }
         let scope = if full {
             Scope::All
         } else {
@@ -86,6 +90,22 @@ pub async fn run(
                 }
             }
             Err(error) => warn!(%error, "Relabelling failed; the next pass tries again."),
+        }
+    }
+}
+
+/// When the full relabel on record began, if it used the rules of `fingerprint` (as a point
+/// on this process's clock; `None` too when that is before the clock's start).
+async fn stored_full(store: &Store, fingerprint: &str) -> Option<Instant> {
+    match LastFull::load(store).await {
+        Ok(Some(last)) if last.rules == fingerprint => {
+            let age_s = jiff::Timestamp::now().as_second().saturating_sub(last.at_s);
+            Instant::now().checked_sub(Duration::from_secs(age_s.max(0) as u64))
+        }
+        Ok(_) => None,
+        Err(error) => {
+            warn!(%error, "Cannot read when labels were last computed.");
+            None
         }
     }
 }

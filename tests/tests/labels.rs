@@ -873,6 +873,71 @@ async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
     assert!(third.at_s >= before, "{third:?}");
 }
 
+/// A labeller whose full pass is due skips it while another server's full relabel with the same
+/// rules is on record and recent: a vehicle whose dealer data changed keeps its old label. Once
+/// nobody else relabels, its own full pass gives the vehicle its new label.
+async fn a_labeller_skips_a_full_pass_another_server_just_did(store: Store) {
+    use std::time::Duration;
+    populate(&store, 200, 3).await;
+    let rules = Rules::defaults();
+    relabel(&store, &rules, &Scope::All, Day::today(), |_| {})
+        .await
+        .unwrap();
+    let lifecycle = labels_of(&store, "lifecycle").await;
+    let (vin, old) = lifecycle
+        .iter()
+        .find(|(_, value)| ["lost", "defected", "recently_lost"].contains(&value.as_str()))
+        .map(|(vin, value)| (vin.clone(), value.clone()))
+        .unwrap();
+    // A visit last week: a full relabel moves the vehicle out of the lost ones; a partial
+    // pass does not look at it (its agent sent nothing).
+    let last_week = today().number - (Day::today().number - 7);
+    store
+        .import(&Import::ServiceVisits(vec![visit(
+            &vin,
+            last_week,
+            500.0,
+            VisitKind::Maintenance,
+        )]))
+        .await
+        .unwrap();
+    // Runs a labeller with a full pass due every 3 s for 5 s; with `other`, another server
+    // records a full relabel with the same rules every 200 ms meanwhile.
+    let run = |other: bool| {
+        let (store, rules) = (store.clone(), rules.clone());
+        async move {
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let labeller = tokio::spawn(drivetag_server::labeller::run(
+                store.clone(),
+                rules.clone(),
+                "UTC".into(),
+                Duration::from_secs(1),
+                Duration::from_secs(3),
+                shutdown,
+            ));
+            for _ in 0..25 {
+                if other {
+                    let now = jiff::Timestamp::now().as_second();
+                    store
+                        .set_meta(
+                            "labels.last_full",
+                            &format!("{now} {}", rules.fingerprint()),
+                        )
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let _ = stop.send(true);
+            labeller.await.unwrap();
+        }
+    };
+    run(true).await;
+    assert_eq!(labels_of(&store, "lifecycle").await[&vin], old);
+    run(false).await;
+    assert_ne!(labels_of(&store, "lifecycle").await[&vin], old);
+}
+
 /// Two full relabels at once (two servers' labellers, or one and `drivetag-server relabel`)
 /// both succeed, one after the other, and leave what one alone leaves.
 async fn concurrent_full_relabels_both_succeed(store: Store) {
@@ -929,5 +994,6 @@ on_both!(
     a_partial_relabel_agrees_with_a_full_one,
     a_synthetic_population_relabels_whole,
     a_restarted_labeller_relabels_everyone_only_when_due,
-    concurrent_full_relabels_both_succeed
+    concurrent_full_relabels_both_succeed,
+    a_labeller_skips_a_full_pass_another_server_just_did
 );
