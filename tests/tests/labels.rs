@@ -160,10 +160,9 @@ async fn labels_of(store: &Store, group: &str) -> BTreeMap<String, String> {
     rows.into_iter().collect()
 }
 
-/// Ten customers by spend: exactly 3 / 4 / 3. A tie takes its last member's position, so a
-/// level never holds more than its share.
-async fn tiers_split_30_40_30(store: Store) {
-    base_registry(&store).await;
+/// Ten customers V0..V9 who spent 100, 200, ... 1000 with us a month ago.
+async fn ten_spenders(store: &Store) {
+    base_registry(store).await;
     let spends = [
         100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 1000.0,
     ];
@@ -181,11 +180,22 @@ async fn tiers_split_30_40_30(store: Store) {
         .map(|(i, s)| visit(&format!("V{i}"), 30, *s, VisitKind::Repair))
         .collect();
     store.import(&Import::ServiceVisits(visits)).await.unwrap();
-    let rules = Rules::parse(
-        &format!("{HEAD}[[tiers]]\ngroup = \"spend\"\nlevels = [{{ value = \"high\", share_pct = 30 }}, {{ value = \"mid\", share_pct = 40 }}, {{ value = \"low\", share_pct = 30 }}]\nparts = [{{ feature = \"spend_12m\", weight = 1.0 }}]\n"),
+}
+
+/// Rules with one tier, "spend", of three levels with these shares.
+fn spend_tiers(high: u32, mid: u32, low: u32) -> Rules {
+    Rules::parse(
+        &format!("{HEAD}[[tiers]]\ngroup = \"spend\"\nlevels = [{{ value = \"high\", share_pct = {high} }}, {{ value = \"mid\", share_pct = {mid} }}, {{ value = \"low\", share_pct = {low} }}]\nparts = [{{ feature = \"spend_12m\", weight = 1.0 }}]\n"),
         "tiers.toml",
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Ten customers by spend: exactly 3 / 4 / 3. A tie takes its last member's position, so a
+/// level never holds more than its share.
+async fn tiers_split_30_40_30(store: Store) {
+    ten_spenders(&store).await;
+    let rules = spend_tiers(30, 40, 30);
     relabel(&store, &rules, &Scope::All, today(), |_| {})
         .await
         .unwrap();
@@ -230,6 +240,35 @@ async fn tiers_split_30_40_30(store: Store) {
         evidence.contains("\"rank\":1") && evidence.contains("\"of\":10"),
         "{evidence}"
     );
+}
+
+/// `rules check`'s preview counts, per label, who would gain and lose it under changed rules,
+/// without touching the labels in force: 30/40/30 to 20/50/30 moves one customer from "high"
+/// to "mid".
+async fn a_preview_counts_what_a_rules_change_moves(store: Store) {
+    ten_spenders(&store).await;
+    relabel(
+        &store,
+        &spend_tiers(30, 40, 30),
+        &Scope::All,
+        today(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let before = labels_of(&store, "spend").await;
+    let preview = drivetag_server::labels::preview(&store, &spend_tiers(20, 50, 30), today())
+        .await
+        .unwrap();
+    let change = |value: &str| {
+        let c = preview.labels[&("spend".to_owned(), value.to_owned())];
+        (c.now, c.new, c.gained, c.lost)
+    };
+    assert_eq!(change("high"), (3, 2, 0, 1), "{preview:?}");
+    assert_eq!(change("mid"), (4, 5, 1, 0), "{preview:?}");
+    assert_eq!(change("low"), (3, 3, 0, 0), "{preview:?}");
+    assert!(preview.strategies.is_empty(), "{preview:?}");
+    assert_eq!(labels_of(&store, "spend").await, before);
 }
 
 /// A weighted score is the weighted sum of the parts' percentile ranks.
@@ -995,5 +1034,6 @@ on_both!(
     a_synthetic_population_relabels_whole,
     a_restarted_labeller_relabels_everyone_only_when_due,
     concurrent_full_relabels_both_succeed,
-    a_labeller_skips_a_full_pass_another_server_just_did
+    a_labeller_skips_a_full_pass_another_server_just_did,
+    a_preview_counts_what_a_rules_change_moves
 );
