@@ -324,11 +324,12 @@ fn lane_of(topic: &str, lanes: usize) -> usize {
     if lanes < 2 {
         return 0;
     }
-    // Messages on topics that are not a device's become dead letters; any lane will do.
-    let device = topics::parse_topic(topic)
-        .map_or_else(|_| topic.to_owned(), |(d, _)| d.as_str().to_owned());
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    device.hash(&mut hasher);
+    match topics::parse_topic(topic) {
+        Ok((device, _)) => device.as_str().hash(&mut hasher),
+        // Messages on topics that are not a device's become dead letters; any lane will do.
+        Err(_) => topic.hash(&mut hasher),
+    }
     (hasher.finish() % lanes as u64) as usize
 }
 

@@ -901,13 +901,13 @@ async fn a_restarted_labeller_relabels_everyone_only_when_due(store: Store) {
     let second = run_once(changed.clone()).await;
     assert_eq!(second.rules, changed.fingerprint());
     // The same rules again, but the last full relabel two days old: a full pass.
-    store
-        .set_meta(
-            "labels.last_full",
-            &format!("{} {}", before - 2 * 86_400, changed.fingerprint()),
-        )
-        .await
-        .unwrap();
+    LastFull {
+        at_s: before - 2 * 86_400,
+        rules: changed.fingerprint(),
+    }
+    .save(&store)
+    .await
+    .unwrap();
     let third = run_once(changed.clone()).await;
     assert!(third.at_s >= before, "{third:?}");
 }
@@ -956,14 +956,13 @@ async fn a_labeller_skips_a_full_pass_another_server_just_did(store: Store) {
             ));
             for _ in 0..25 {
                 if other {
-                    let now = jiff::Timestamp::now().as_second();
-                    store
-                        .set_meta(
-                            "labels.last_full",
-                            &format!("{now} {}", rules.fingerprint()),
-                        )
-                        .await
-                        .unwrap();
+                    drivetag_server::labels::engine::LastFull {
+                        at_s: jiff::Timestamp::now().as_second(),
+                        rules: rules.fingerprint(),
+                    }
+                    .save(&store)
+                    .await
+                    .unwrap();
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -730,7 +730,8 @@ impl LastFull {
         }))
     }
 
-    async fn save(&self, store: &Store) -> Result<(), StoreError> {
+    /// Records it (a full relabel does; so may a test standing in for another server).
+    pub async fn save(&self, store: &Store) -> Result<(), StoreError> {
         store
             .set_meta(Self::KEY, &format!("{} {}", self.at_s, self.rules))
             .await

@@ -99,7 +99,7 @@ impl Export {
             .chain(groups.iter().cloned())
             .chain(TAIL.iter().map(|c| (*c).to_owned()))
             .collect();
-        let encoder = Encoder::new(format, groups, &columns);
+        let encoder = Encoder::new(format, groups, &columns, chunk);
         // Two chunks queued: the query encodes the next while the current one is sent.
         let (sender, chunks) = mpsc::channel(2);
         let query = tokio::spawn(async move {
@@ -137,39 +137,49 @@ impl Export {
 
 /// Encodes export rows as CSV or NDJSON, reusing its buffers from row to row.
 struct Encoder {
-    format: Format,
     /// Label groups, sorted bytewise.
     groups: Vec<String>,
     /// Each group's labels of the current row, `;`-joined.
     slots: Vec<String>,
-    /// NDJSON: each column's key, `"name":`, ready to copy.
-    keys: Vec<Vec<u8>>,
-    csv: csv::Writer<Vec<u8>>,
-    out: Vec<u8>,
+    sink: Sink,
+    /// Bytes to hand over at a time, about.
+    chunk: usize,
+}
+
+/// Where an [`Encoder`] writes, by format.
+enum Sink {
+    /// A CSV writer into a buffer (boxed: it carries its own state, 376 bytes).
+    Csv(Box<csv::Writer<Vec<u8>>>),
+    /// NDJSON lines, with each column's key, `"name":`, ready to copy.
+    Ndjson { out: Vec<u8>, keys: Vec<Vec<u8>> },
 }
 
 impl Encoder {
-    fn new(format: Format, groups: Vec<String>, columns: &[String]) -> Encoder {
-        let mut csv = csv::WriterBuilder::new().from_writer(Vec::with_capacity(CHUNK * 2));
-        if format == Format::Csv {
-            // A header row is written even when no row follows.
-            let _ = csv.write_record(columns);
-        }
-        let keys = columns
-            .iter()
-            .map(|column| {
-                let mut key = serde_json::to_vec(column).unwrap_or_default();
-                key.push(b':');
-                key
-            })
-            .collect();
+    fn new(format: Format, groups: Vec<String>, columns: &[String], chunk: usize) -> Encoder {
+        let sink = match format {
+            Format::Csv => {
+                let mut writer = csv::Writer::from_writer(Vec::with_capacity(chunk * 2));
+                // A header row is written even when no row follows.
+                let _ = writer.write_record(columns);
+                Sink::Csv(Box::new(writer))
+            }
+            Format::Ndjson => Sink::Ndjson {
+                out: Vec::with_capacity(chunk * 2),
+                keys: columns
+                    .iter()
+                    .map(|column| {
+                        let mut key = serde_json::to_vec(column).unwrap_or_default();
+                        key.push(b':');
+                        key
+                    })
+                    .collect(),
+            },
+        };
         Encoder {
-            format,
             slots: vec![String::new(); groups.len()],
             groups,
-            keys,
-            csv,
-            out: Vec::with_capacity(CHUNK * 2),
+            sink,
+            chunk,
         }
     }
 
@@ -209,34 +219,42 @@ impl Encode for Encoder {
             .chain(self.slots.iter().map(String::as_str))
             .chain(tail.iter().map(|v| v.as_ref()));
         let failed = |error: &dyn std::fmt::Display| StoreError::Worker(format!("export: {error}"));
-        match self.format {
-            Format::Csv => self.csv.write_record(values).map_err(|e| failed(&e))?,
-            Format::Ndjson => {
-                self.out.push(b'{');
-                for (index, (key, value)) in self.keys.iter().zip(values).enumerate() {
+        match &mut self.sink {
+            Sink::Csv(writer) => writer.write_record(values).map_err(|e| failed(&e))?,
+            Sink::Ndjson { out, keys } => {
+                out.push(b'{');
+                for (index, (key, value)) in keys.iter().zip(values).enumerate() {
                     if index > 0 {
-                        self.out.push(b',');
+                        out.push(b',');
                     }
-                    self.out.extend_from_slice(key);
-                    serde_json::to_writer(&mut self.out, value).map_err(|e| failed(&e))?;
+                    out.extend_from_slice(key);
+                    serde_json::to_writer(&mut *out, value).map_err(|e| failed(&e))?;
                 }
-                self.out.extend_from_slice(b"}\n");
+                out.extend_from_slice(b"}\n");
             }
         }
         Ok(())
     }
 
     fn take(&mut self, min: usize) -> Option<Vec<u8>> {
-        if self.format == Format::Csv {
-            // The writer keeps up to 8 kB of its own; swapping in a fresh one flushes it.
-            if min > 0 && self.csv.get_ref().len() < min {
-                return None;
+        // Called after every row: the fresh buffer is made only when one is handed over.
+        let capacity = self.chunk * 2;
+        let bytes = match &mut self.sink {
+            Sink::Csv(writer) => {
+                // The writer keeps up to 8 kB of its own; swapping in a fresh one flushes it.
+                if min > 0 && writer.get_ref().len() < min {
+                    return None;
+                }
+                let fresh = csv::Writer::from_writer(Vec::with_capacity(capacity));
+                std::mem::replace(&mut **writer, fresh).into_inner().ok()?
             }
-            let fresh = csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2));
-            let bytes = std::mem::replace(&mut self.csv, fresh).into_inner().ok()?;
-            return (!bytes.is_empty()).then_some(bytes);
-        }
-        (self.out.len() >= min.max(1))
-            .then(|| std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK * 2)))
+            Sink::Ndjson { out, .. } => {
+                if out.len() < min {
+                    return None;
+                }
+                std::mem::replace(out, Vec::with_capacity(capacity))
+            }
+        };
+        (!bytes.is_empty()).then_some(bytes)
     }
 }

@@ -184,8 +184,9 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// A vehicle's features with the day they were computed, by VIN (`$1`).
-fn features_sql() -> String {
+/// A vehicle's features with the day they were computed, by VIN (`$1`): built once, read by
+/// every vehicle lookup.
+static FEATURES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let columns: Vec<&str> = crate::labels::features::FEATURES
         .iter()
         .map(|f| f.name)
@@ -194,9 +195,9 @@ fn features_sql() -> String {
         "SELECT labelled_day, {} FROM profiles WHERE vin = $1",
         columns.join(", ")
     )
-}
+});
 
-/// A row of [`features_sql`] as a JSON object by feature name.
+/// A row of [`FEATURES_SQL`] as a JSON object by feature name.
 fn features_json(row: &Row) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     map.insert(
@@ -321,7 +322,7 @@ impl Store {
                         .into(),
                     all,
                 ),
-                (features_sql().into(), by_vin()),
+                (FEATURES_SQL.as_str().into(), by_vin()),
                 (
                     "SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value".into(),
                     by_vin(),
