@@ -49,7 +49,7 @@ use drivetag_server::metrics::Metrics;
 use drivetag_server::store::postgres::Postgres;
 use drivetag_server::store::{Incoming, Store};
 use drivetag_shared::topics::{self, Channel};
-use drivetag_shared::wire::{Ack, DaySummary, Envelope, TripSummary, Uplink};
+use drivetag_shared::wire::{Ack, DaySummary, Envelope, TripSummary, Uplink, UploadPolicy};
 use drivetag_shared::{Cell, CellSize, DeviceId, codec};
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
@@ -112,8 +112,9 @@ struct Args {
     /// MQTT connections the devices share (each device keeps its own topics, window and acks).
     #[arg(long, default_value_t = 50)]
     connections: usize,
-    /// Most unacknowledged summaries per device (the agent's `upload.max_in_flight`).
-    #[arg(long, default_value_t = 10)]
+    /// Most unacknowledged summaries per device (the agent's `upload.max_in_flight`, whose
+    /// default this is).
+    #[arg(long, default_value_t = usize::from(UploadPolicy::default().max_in_flight))]
     window: usize,
     /// Seconds before an unacknowledged summary is sent again (the agent's
     /// `mqtt.ack_timeout_s`).

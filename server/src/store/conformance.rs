@@ -8,8 +8,8 @@ use drivetag_shared::wire::{
 use drivetag_shared::{Cell, CellSize, DeviceId, codec};
 
 use super::{
-    Customer, DeadLetter, Fleet, Import, Incoming, Outcome, PriceClass, ServiceVisit, StatusRecord,
-    Store, StoreRow, Value, Vehicle, VisitKind,
+    Customer, DeadLetter, Dialect, Fleet, Import, Incoming, Outcome, PriceClass, ServiceVisit,
+    StatusRecord, Store, StoreRow, Value, Vehicle, VisitKind,
 };
 
 /// An envelope for `device` and `seq` with `body`, as received.
@@ -556,6 +556,43 @@ pub async fn meta_round_trips(store: &Store) {
     );
 }
 
+/// Device ids sort byte by byte, whatever the database's locale; on PostgreSQL every
+/// `device_id` column has the "C" collation (migration 6), so keys compare without the locale.
+pub async fn device_ids_compare_as_bytes(store: &Store) {
+    let batch: Vec<Incoming> = ["dev_b", "dev-a", "DEV-c"]
+        .into_iter()
+        .map(|device| incoming(device, 1, trip(1_000)))
+        .collect();
+    store.ingest(&batch).await.expect("ingest");
+    let sorted: Vec<String> = store
+        .query("SELECT device_id FROM envelopes ORDER BY device_id", vec![])
+        .await
+        .expect("query")
+        .iter()
+        .filter_map(|row| row.first().and_then(Value::text).map(str::to_owned))
+        .collect();
+    assert_eq!(sorted, ["DEV-c", "dev-a", "dev_b"]);
+    if store.dialect() == Dialect::Postgres {
+        let collations: Vec<String> = store
+            .query(
+                "SELECT table_name || ' ' || COALESCE(collation_name, 'default') \
+                 FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND column_name = 'device_id' \
+                 ORDER BY table_name",
+                vec![],
+            )
+            .await
+            .expect("columns")
+            .iter()
+            .filter_map(|row| row.first().and_then(Value::text).map(str::to_owned))
+            .collect();
+        assert_eq!(collations.len(), 13, "{collations:?}");
+        for column in &collations {
+            assert!(column.ends_with(" C"), "{column}");
+        }
+    }
+}
+
 /// Every check, in one call.
 pub async fn all(mut make: impl AsyncFnMut() -> Store) {
     ingest_is_idempotent(&make().await).await;
@@ -567,4 +604,5 @@ pub async fn all(mut make: impl AsyncFnMut() -> Store) {
     the_newest_status_wins(&make().await).await;
     registry_imports_upsert(&make().await).await;
     meta_round_trips(&make().await).await;
+    device_ids_compare_as_bytes(&make().await).await;
 }

@@ -326,7 +326,7 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "labels", include_str!("migrations/0002_labels.sql")),
     (3, "api_keys", include_str!("migrations/0003_api_keys.sql")),
@@ -340,11 +340,18 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         "rank_points",
         include_str!("migrations/0005_rank_points.sql"),
     ),
+    (
+        6,
+        "device_collation",
+        include_str!("migrations/0006_device_collation.sql"),
+    ),
 ];
 
 fn render(template: &str, dialect: Dialect) -> String {
-    let pairs: [(&str, &str); 6] = match dialect {
+    // `{postgres}` starts a line only PostgreSQL runs: SQLite reads it as a comment.
+    let pairs: [(&str, &str); 7] = match dialect {
         Dialect::Sqlite => [
+            ("{postgres}", "--"),
             ("{id}", "INTEGER PRIMARY KEY"),
             ("{int}", "INTEGER"),
             ("{real}", "REAL"),
@@ -353,6 +360,7 @@ fn render(template: &str, dialect: Dialect) -> String {
             ("{string_agg}", dialect.string_agg()),
         ],
         Dialect::Postgres => [
+            ("{postgres}", ""),
             ("{id}", "BIGSERIAL PRIMARY KEY"),
             ("{int}", "BIGINT"),
             ("{real}", "DOUBLE PRECISION"),
