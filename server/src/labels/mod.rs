@@ -3,8 +3,12 @@
 //! * [`rules`]: the rules file (label groups, percentile tiers, strategies), checked at load.
 //! * [`features`]: the per-vehicle features rules may use, built in the database.
 //! * [`engine`]: rules compiled to SQL; full and partial relabels.
+//! * [`eval`]: conditions evaluated in the server, one vehicle at a time, with SQL's meaning.
+//! * [`assign`]: a customer's labels and next-best actions from features and distributions.
 
+pub mod assign;
 pub mod engine;
+pub mod eval;
 pub mod features;
 pub mod rules;
 
