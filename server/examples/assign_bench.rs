@@ -15,6 +15,8 @@ use clap::Parser;
 use drivetag_server::labels::assign::{Assigner, Subject};
 use drivetag_server::labels::features::FEATURES;
 use drivetag_server::labels::rules::{CHANNELS, Rules};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 #[derive(Parser)]
 #[command(about = "The relabel's logic in the server, without the database")]
@@ -24,23 +26,9 @@ struct Args {
     vehicles: usize,
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// NULL a tenth of the time, else 0..scale with two decimals.
-    fn value(&mut self, scale: u64) -> Option<f64> {
-        let r = self.next();
-        (r % 10 != 0).then(|| ((r >> 8) % (scale * 100)) as f64 / 100.0)
-    }
+/// NULL a tenth of the time, else 0..scale with two decimals.
+fn value(rng: &mut SmallRng, scale: u32) -> Option<f64> {
+    (!rng.random_ratio(1, 10)).then(|| f64::from(rng.random_range(0..scale * 100)) / 100.0)
 }
 
 fn peak_rss_kb() -> u64 {
@@ -57,20 +45,20 @@ fn peak_rss_kb() -> u64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let rules = Rules::defaults();
-    let mut rng = Rng(42);
+    let mut rng = SmallRng::seed_from_u64(42);
     let energies = ["ice", "hev", "phev", "ev"];
     let started = Instant::now();
     let subjects: Vec<Subject> = (0..args.vehicles)
         .map(|i| Subject {
             vin: format!("VIN{i:014}"),
             customer: Some(format!("C{i:09}")),
-            has_device: rng.next() % 4 != 0,
+            has_device: !rng.random_ratio(1, 4),
             features: (0..FEATURES.len())
-                .map(|f| if f == 0 { None } else { rng.value(400) })
+                .map(|f| if f == 0 { None } else { value(&mut rng, 400) })
                 .collect(),
-            energy: Some(energies[(rng.next() % 4) as usize].to_owned()),
-            consents: std::array::from_fn(|_| rng.next() % 2 == 0),
-            recent_contacts: (rng.next() % 3) as u32,
+            energy: Some(energies[rng.random_range(0..4_usize)].to_owned()),
+            consents: std::array::from_fn(|_| rng.random_bool(0.5)),
+            recent_contacts: rng.random_range(0..3),
         })
         .collect();
     println!(

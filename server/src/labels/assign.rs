@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use super::eval::{Program, Slot, Val, Vehicle};
 use super::features::{CONTEXT, FEATURES};
-use super::rules::{CHANNELS, Rules};
+use super::rules::{CHANNELS, Group, LabelRule, Rules};
 
 /// NULL ranks lowest in a tier part, as `COALESCE(feature, -1e18)` does in SQL.
 const MISSING: f64 = -1e18;
@@ -238,17 +238,7 @@ impl<'r> Assigner<'r> {
             context,
             ranked,
             population,
-            groups: rules
-                .groups
-                .iter()
-                .map(|group| {
-                    group
-                        .rules
-                        .iter()
-                        .map(|rule| Program::compile(&rule.when, &feature_slot))
-                        .collect::<Result<_, _>>()
-                })
-                .collect::<Result<_, _>>()?,
+            groups: per_rule(rules, |_, rule| Program::compile(&rule.when, &feature_slot))?,
             strategies: rules
                 .strategies
                 .iter()
@@ -268,17 +258,7 @@ impl<'r> Assigner<'r> {
                 .iter()
                 .map(|(g, _)| exclusive.iter().position(|e| e == g))
                 .collect(),
-            rule_labels: rules
-                .groups
-                .iter()
-                .map(|group| {
-                    group
-                        .rules
-                        .iter()
-                        .map(|rule| index_of(&group.name, &rule.value))
-                        .collect::<Result<_, _>>()
-                })
-                .collect::<Result<_, _>>()?,
+            rule_labels: per_rule(rules, |group, rule| index_of(&group.name, &rule.value))?,
             tier_labels: rules
                 .tiers
                 .iter()
@@ -414,6 +394,18 @@ impl<'r> Assigner<'r> {
         }
         out
     }
+}
+
+/// `f` of every rule, by group.
+fn per_rule<T>(
+    rules: &Rules,
+    f: impl Fn(&Group, &LabelRule) -> Result<T, String>,
+) -> Result<Vec<Vec<T>>, String> {
+    rules
+        .groups
+        .iter()
+        .map(|group| group.rules.iter().map(|rule| f(group, rule)).collect())
+        .collect()
 }
 
 /// Every vehicle's score and rank in one tier, by sorting rather than by searching: each part

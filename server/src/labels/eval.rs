@@ -11,12 +11,9 @@
 
 use std::borrow::Cow;
 
-use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, UnaryOperator,
-    Value as SqlValue,
-};
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value as SqlValue};
 
-use super::rules::Condition;
+use super::rules::{Condition, coalesce_args, is_coalesce};
 
 /// What a name in a condition reads, resolved at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,21 +219,12 @@ fn compile(expr: &Expr, resolve: &dyn Fn(&str) -> Option<Slot>) -> Result<Node, 
         },
         Expr::IsNull(inner) => Node::IsNull(boxed(inner, resolve)?, false),
         Expr::IsNotNull(inner) => Node::IsNull(boxed(inner, resolve)?, true),
-        Expr::Function(function) if function.name.to_string().eq_ignore_ascii_case("coalesce") => {
-            let FunctionArguments::List(list) = &function.args else {
-                return Err("COALESCE needs arguments".into());
-            };
-            let mut args = Vec::new();
-            for arg in &list.args {
-                match arg {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
-                        args.push(compile(e, resolve)?);
-                    }
-                    other => return Err(format!("{other} is not allowed in COALESCE")),
-                }
-            }
-            Node::Coalesce(args)
-        }
+        Expr::Function(function) if is_coalesce(function) => Node::Coalesce(
+            coalesce_args(function)?
+                .into_iter()
+                .map(|e| compile(e, resolve))
+                .collect::<Result<_, _>>()?,
+        ),
         other => return Err(format!("{other} is not allowed")),
     })
 }

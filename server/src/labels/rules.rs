@@ -531,6 +531,25 @@ impl Condition {
     }
 }
 
+/// Whether `function` is COALESCE, the one function conditions may call.
+pub(crate) fn is_coalesce(function: &sqlparser::ast::Function) -> bool {
+    function.name.to_string().eq_ignore_ascii_case("coalesce")
+}
+
+/// COALESCE's arguments, which must be plain expressions.
+pub(crate) fn coalesce_args(function: &sqlparser::ast::Function) -> Result<Vec<&Expr>, String> {
+    let sqlparser::ast::FunctionArguments::List(list) = &function.args else {
+        return Err("COALESCE needs arguments".into());
+    };
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(format!("{other} is not allowed in COALESCE")),
+        })
+        .collect()
+}
+
 /// Writes the allowed subset of SQL back out, names resolved; anything else is an error.
 fn emit(
     expr: &Expr,
@@ -609,20 +628,12 @@ fn emit(
         }
         Expr::IsNull(inner) => format!("({} IS NULL)", emit(inner, resolve)?),
         Expr::IsNotNull(inner) => format!("({} IS NOT NULL)", emit(inner, resolve)?),
-        Expr::Function(function) if function.name.to_string().eq_ignore_ascii_case("coalesce") => {
-            let sqlparser::ast::FunctionArguments::List(list) = &function.args else {
-                return Err("COALESCE needs arguments".into());
-            };
-            let mut args = Vec::new();
-            for arg in &list.args {
-                match arg {
-                    sqlparser::ast::FunctionArg::Unnamed(
-                        sqlparser::ast::FunctionArgExpr::Expr(e),
-                    ) => args.push(emit(e, resolve)?),
-                    other => return Err(format!("{other} is not allowed in COALESCE")),
-                }
-            }
-            format!("COALESCE({})", args.join(", "))
+        Expr::Function(function) if is_coalesce(function) => {
+            let args: Result<Vec<String>, String> = coalesce_args(function)?
+                .into_iter()
+                .map(|e| emit(e, resolve))
+                .collect();
+            format!("COALESCE({})", args?.join(", "))
         }
         other => {
             return Err(format!(

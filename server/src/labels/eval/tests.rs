@@ -2,6 +2,9 @@
 //! vehicles: every rule and strategy of the shipped rules, and conditions built to hit NULL
 //! logic, integer division, division by zero, BETWEEN, IN and COALESCE.
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 use super::*;
 use crate::labels::features::{CONTEXT, FEATURES};
 use crate::labels::rules::Rules;
@@ -66,50 +69,33 @@ impl Vehicle for Random {
     }
 }
 
-/// splitmix64: reproducible without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// NULL a fifth of the time; else a small integer (thresholds, zero, equality) or a
-    /// fraction (shares).
-    fn value(&mut self) -> Option<f64> {
-        match self.below(10) {
-            0 | 1 => None,
-            2 => Some(self.below(1000) as f64 / 1000.0),
-            3 => Some(-(self.below(6) as f64)),
-            _ => Some(self.below(400) as f64),
-        }
+/// NULL a fifth of the time; else a small integer (thresholds, zero, equality) or a fraction
+/// (shares).
+fn value(rng: &mut SmallRng) -> Option<f64> {
+    match rng.random_range(0..10) {
+        0 | 1 => None,
+        2 => Some(f64::from(rng.random_range(0..1000_u32)) / 1000.0),
+        3 => Some(-f64::from(rng.random_range(0..6_u32))),
+        _ => Some(f64::from(rng.random_range(0..400_u32))),
     }
 }
 
 /// `groups`: each exclusive group's label values.
-fn random(rng: &mut Rng, labels: &[(&str, &str)], groups: &[Vec<&str>]) -> Random {
+fn random(rng: &mut SmallRng, labels: &[(&str, &str)], groups: &[Vec<&str>]) -> Random {
     let energies = ["ice", "hev", "phev", "ev"];
-    let labels: Vec<bool> = labels.iter().map(|_| rng.below(3) == 0).collect();
+    let labels: Vec<bool> = labels.iter().map(|_| rng.random_ratio(1, 3)).collect();
     let groups = groups
         .iter()
         .map(|values| {
-            let pick = rng.below(values.len() as u64 + 1) as usize;
+            let pick = rng.random_range(0..=values.len());
             values.get(pick).map(|v| (*v).to_owned())
         })
         .collect();
     Random {
-        features: (0..FEATURES.len()).map(|_| rng.value()).collect(),
-        energy: match rng.below(5) {
+        features: (0..FEATURES.len()).map(|_| value(rng)).collect(),
+        energy: match rng.random_range(0..5_usize) {
             0 => None,
-            i => Some(energies[i as usize - 1].to_owned()),
+            i => Some(energies[i - 1].to_owned()),
         },
         labels,
         groups,
@@ -142,7 +128,7 @@ fn agree_on(rules: &Rules, vehicles: usize) -> usize {
                 .collect()
         })
         .collect();
-    let mut rng = Rng(7);
+    let mut rng = SmallRng::seed_from_u64(7);
     let all: Vec<Random> = (0..vehicles)
         .map(|_| random(&mut rng, &label_values, &group_values))
         .collect();
