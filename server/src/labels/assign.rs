@@ -4,8 +4,12 @@
 //! This is the relabel's work done in the server rather than in SQL, with the same answers as
 //! [`super::engine`] (a test holds them to it on a generated population): percentile tiers
 //! from each part's distribution, exclusive and additive groups, then strategies ranked per
-//! customer with channels and contact caps. A caller streams vehicles grouped by customer and
-//! keeps only the distributions in memory.
+//! customer with channels and contact caps.
+//!
+//! The population is ranked first, one tier part at a time: the caller yields each vehicle's
+//! features in a fixed order (customer by customer), and the assigner keeps a score and a rank
+//! per vehicle and tier (16 bytes), not the features. Then the caller streams the vehicles again
+//! in the same order, a customer's vehicles together, and gets their labels and actions.
 
 use std::borrow::Cow;
 
@@ -191,8 +195,9 @@ impl Vehicle for Labelled<'_> {
 }
 
 impl<'r> Assigner<'r> {
-    /// Compiles `rules` and ranks the population: `population` yields every vehicle's
-    /// features once per call (it is called twice: parts, then scores).
+    /// Compiles `rules` and ranks the population: each call of `population` yields every
+    /// vehicle's features in the same order (it is called once per tier part), and a vehicle's
+    /// position in that order is how [`Assigner::customer`] finds its ranks.
     pub fn new<'s, I>(
         rules: &'r Rules,
         context: Context,
