@@ -24,6 +24,9 @@ struct Args {
     /// Vehicles, one per customer.
     #[arg(long, default_value_t = 1_000_000)]
     vehicles: usize,
+    /// Threads that assign, each a contiguous share of the customers (ranking is one thread).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// NULL a tenth of the time, else 0..scale with two decimals.
@@ -75,25 +78,47 @@ fn main() -> Result<()> {
     let ranked = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (mut labels, mut actions, mut planned) = (0usize, 0usize, 0usize);
-    for (position, subject) in subjects.iter().enumerate() {
-        for assigned in assigner.customer(position, std::slice::from_ref(subject)) {
-            labels += assigned.labels.len();
-            actions += assigned.actions.len();
-            planned += assigned
-                .actions
-                .iter()
-                .filter(|a| a.status.as_str() == "planned")
-                .count();
-        }
-    }
+    let threads = args.threads.max(1);
+    let share = subjects.len().div_ceil(threads).max(1);
+    let counts: Vec<(usize, usize, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = subjects
+            .chunks(share)
+            .enumerate()
+            .map(|(chunk, part)| {
+                let assigner = &assigner;
+                scope.spawn(move || {
+                    let (mut labels, mut actions, mut planned) = (0, 0, 0);
+                    for (offset, subject) in part.iter().enumerate() {
+                        let position = chunk * share + offset;
+                        for assigned in assigner.customer(position, std::slice::from_ref(subject)) {
+                            labels += assigned.labels.len();
+                            actions += assigned.actions.len();
+                            planned += assigned
+                                .actions
+                                .iter()
+                                .filter(|a| a.status.as_str() == "planned")
+                                .count();
+                        }
+                    }
+                    (labels, actions, planned)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let (labels, actions, planned) = counts
+        .iter()
+        .fold((0, 0, 0), |(l, a, p), c| (l + c.0, a + c.1, p + c.2));
     let assigned = started.elapsed().as_secs_f64();
     println!(
         "rank the population ({} tiers): {ranked:.2} s",
         rules.tiers.len()
     );
     println!(
-        "assign: {assigned:.2} s, {:.0} vehicles/s; {labels} labels, {actions} actions ({planned} planned) over {} channels",
+        "assign on {threads} thread(s): {assigned:.2} s, {:.0} vehicles/s; {labels} labels, {actions} actions ({planned} planned) over {} channels",
         subjects.len() as f64 / assigned,
         CHANNELS.len()
     );
