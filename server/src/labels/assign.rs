@@ -279,6 +279,66 @@ impl<'r> Assigner<'r> {
         })
     }
 
+    /// What a label says of itself, as a vehicle's page shows it: the rule in words, and the
+    /// evidence (the features the rule read, with their values; for a tier its score, rank and
+    /// population). The same words and values [`super::engine`] stores with each label.
+    pub fn explain(&self, label: &Label, subject: &Subject) -> (String, serde_json::Value) {
+        use serde_json::{Map, Value, json};
+        let group = self
+            .rules
+            .label_values()
+            .get(label.value)
+            .map(|(g, _)| *g)
+            .unwrap_or_default();
+        match &label.source {
+            Source::Tier { score, rank, of } => {
+                let Some(tier) = self.rules.tiers.iter().find(|t| t.group == group) else {
+                    return (String::new(), Value::Null);
+                };
+                let shares: Vec<String> = tier
+                    .levels
+                    .iter()
+                    .map(|(v, s)| format!("{v} {s} %"))
+                    .collect();
+                (
+                    format!(
+                        "percentile tier by {}: {}",
+                        tier.description,
+                        shares.join(", ")
+                    ),
+                    json!({ "score": score, "rank": rank, "of": of }),
+                )
+            }
+            Source::Rule(r) => {
+                let Some(rule) = self
+                    .rules
+                    .groups
+                    .iter()
+                    .find(|g| g.name == group)
+                    .and_then(|g| g.rules.get(*r))
+                else {
+                    return (String::new(), Value::Null);
+                };
+                let mut evidence = Map::new();
+                evidence.insert("why".into(), Value::String(rule.explain.clone()));
+                for name in &rule.when.features {
+                    let value = match feature_index(name) {
+                        Some(0) => subject.energy.clone().map_or(Value::Null, Value::String),
+                        Some(i) => subject
+                            .features
+                            .get(i)
+                            .copied()
+                            .flatten()
+                            .map_or(Value::Null, |v| json!(v)),
+                        None => Value::Null,
+                    };
+                    evidence.insert((*name).to_owned(), value);
+                }
+                (rule.when.text.clone(), Value::Object(evidence))
+            }
+        }
+    }
+
     /// The level a rank gives: a tie takes the position of its last member, so a level never
     /// holds more than its share.
     fn level(&self, tier: usize, rank: usize, of: usize) -> usize {

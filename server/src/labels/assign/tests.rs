@@ -136,6 +136,28 @@ fn ten_customers_split_three_four_three_and_strategies_rank_and_cap() {
     assert!(statuses.contains(&(4, Status::Capped)), "{statuses:?}");
 }
 
+/// The same keys, the same texts, and numbers equal to the last few bits (SQLite writes 15
+/// significant digits).
+fn same_evidence(mine: &serde_json::Value, sql: &serde_json::Value, key: &(String, String)) {
+    let (Some(mine), Some(sql)) = (mine.as_object(), sql.as_object()) else {
+        panic!("{key:?}: {mine} against {sql}");
+    };
+    assert_eq!(
+        mine.keys().collect::<Vec<_>>(),
+        sql.keys().collect::<Vec<_>>(),
+        "{key:?}"
+    );
+    for (name, value) in mine {
+        match (value.as_f64(), sql[name].as_f64()) {
+            (Some(a), Some(b)) => assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                "{key:?} {name}: {a} against {b}"
+            ),
+            _ => assert_eq!(value, &sql[name], "{key:?} {name}"),
+        }
+    }
+}
+
 fn real(row: &[Value], i: usize) -> Option<f64> {
     row.get(i).and_then(Value::real)
 }
@@ -233,6 +255,28 @@ async fn the_assigner_agrees_with_the_sql_engine() {
             .or_default()
             .push(row[1].text().unwrap().to_owned());
     }
+    // Each label's rule in words and its evidence, by (vin, group=value).
+    let mut sql_explained: BTreeMap<(String, String), (String, serde_json::Value)> =
+        BTreeMap::new();
+    for row in store
+        .query(
+            "SELECT vin, grp || '=' || value, rule, evidence FROM labels",
+            vec![],
+        )
+        .await
+        .unwrap()
+    {
+        sql_explained.insert(
+            (
+                row[0].text().unwrap().to_owned(),
+                row[1].text().unwrap().to_owned(),
+            ),
+            (
+                row[2].text().unwrap().to_owned(),
+                serde_json::from_str(row[3].text().unwrap()).unwrap(),
+            ),
+        );
+    }
     let mut sql_actions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in store
         .query(
@@ -267,6 +311,16 @@ async fn the_assigner_agrees_with_the_sql_engine() {
             subject.vin
         );
         labels_checked += mine.len();
+        for label in &assigned.labels {
+            let key = (
+                subject.vin.clone(),
+                format!("{}={}", values[label.value].0, values[label.value].1),
+            );
+            let (rule, evidence) = assigner.explain(label, subject);
+            let (sql_rule, sql_evidence) = &sql_explained[&key];
+            assert_eq!(&rule, sql_rule, "{key:?}");
+            same_evidence(&evidence, sql_evidence, &key);
+        }
         let actions: Vec<String> = assigned
             .actions
             .iter()
