@@ -11,9 +11,12 @@
 
 use std::borrow::Cow;
 
-use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value as SqlValue};
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, UnaryOperator,
+    Value as SqlValue,
+};
 
-use super::rules::{Condition, coalesce_args, is_coalesce};
+use super::rules::Condition;
 
 /// What a name in a condition reads, resolved at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +80,7 @@ pub trait Vehicle {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arith {
+pub(crate) enum Arith {
     Add,
     Sub,
     Mul,
@@ -85,7 +88,7 @@ enum Arith {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmp {
+pub(crate) enum Cmp {
     Eq,
     Ne,
     Lt,
@@ -94,35 +97,37 @@ enum Cmp {
     Ge,
 }
 
+/// A condition as a tree; `N` is what a name is: its text as written (`String`, what a
+/// [`Condition`] holds), or its resolved [`Slot`] (what a [`Program`] evaluates).
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+pub(crate) enum Node<N> {
     Const(Val<'static>),
-    Slot(Slot),
-    Not(Box<Node>),
-    Neg(Box<Node>),
-    And(Box<Node>, Box<Node>),
-    Or(Box<Node>, Box<Node>),
-    Arith(Arith, Box<Node>, Box<Node>),
-    Cmp(Cmp, Box<Node>, Box<Node>),
+    Name(N),
+    Not(Box<Node<N>>),
+    Neg(Box<Node<N>>),
+    And(Box<Node<N>>, Box<Node<N>>),
+    Or(Box<Node<N>>, Box<Node<N>>),
+    Arith(Arith, Box<Node<N>>, Box<Node<N>>),
+    Cmp(Cmp, Box<Node<N>>, Box<Node<N>>),
     Between {
-        value: Box<Node>,
-        low: Box<Node>,
-        high: Box<Node>,
+        value: Box<Node<N>>,
+        low: Box<Node<N>>,
+        high: Box<Node<N>>,
         negated: bool,
     },
     In {
-        value: Box<Node>,
-        list: Vec<Node>,
+        value: Box<Node<N>>,
+        list: Vec<Node<N>>,
         negated: bool,
     },
-    IsNull(Box<Node>, bool),
-    Coalesce(Vec<Node>),
+    IsNull(Box<Node<N>>, bool),
+    Coalesce(Vec<Node<N>>),
 }
 
 /// A compiled condition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
-    root: Node,
+    root: Node<Slot>,
 }
 
 impl Program {
@@ -133,7 +138,9 @@ impl Program {
         resolve: &dyn Fn(&str) -> Option<Slot>,
     ) -> Result<Program, String> {
         Ok(Program {
-            root: compile(condition.expr(), resolve)?,
+            root: condition
+                .tree()
+                .map(&|name| resolve(name).ok_or_else(|| format!("unknown name {name:?}")))?,
         })
     }
 
@@ -148,85 +155,250 @@ impl Program {
     }
 }
 
-fn boxed(expr: &Expr, resolve: &dyn Fn(&str) -> Option<Slot>) -> Result<Box<Node>, String> {
-    compile(expr, resolve).map(Box::new)
+/// What conditions may use, for errors.
+const ALLOWED: &str = "use comparisons, AND, OR, NOT, arithmetic, BETWEEN, IN, IS NULL or COALESCE";
+
+fn parsed(expr: &Expr) -> Result<Box<Node<String>>, String> {
+    Node::parse(expr).map(Box::new)
 }
 
-fn compile(expr: &Expr, resolve: &dyn Fn(&str) -> Option<Slot>) -> Result<Node, String> {
-    Ok(match expr {
-        Expr::Identifier(ident) => {
-            let name = ident.value.to_ascii_lowercase();
-            Node::Slot(resolve(&name).ok_or_else(|| format!("unknown name {name:?}"))?)
-        }
-        Expr::Value(value) => Node::Const(match &value.value {
-            SqlValue::Number(n, _) => match n.parse::<i64>() {
-                Ok(i) => Val::Int(i),
-                Err(_) => Val::Real(n.parse().map_err(|_| format!("{n} is not a number"))?),
+impl Node<String> {
+    /// The allowed subset of SQL's expressions as a tree; anything else is an error that says
+    /// what is allowed. The one reading of sqlparser's tree: SQL and programs come from this.
+    pub(crate) fn parse(expr: &Expr) -> Result<Node<String>, String> {
+        Ok(match expr {
+            Expr::Identifier(ident) => Node::Name(ident.value.to_ascii_lowercase()),
+            Expr::Value(value) => Node::Const(match &value.value {
+                SqlValue::Number(n, _) => match n.parse::<i64>() {
+                    Ok(i) => Val::Int(i),
+                    Err(_) => Val::Real(n.parse().map_err(|_| format!("{n} is not a number"))?),
+                },
+                SqlValue::SingleQuotedString(s) => Val::Text(Cow::Owned(s.clone())),
+                SqlValue::Boolean(b) => Val::Bool(*b),
+                SqlValue::Null => Val::Null,
+                other => return Err(format!("{other} is not a number or a 'text'")),
+            }),
+            Expr::Nested(inner) => Node::parse(inner)?,
+            Expr::UnaryOp { op, expr } => match op {
+                UnaryOperator::Not => Node::Not(parsed(expr)?),
+                UnaryOperator::Minus => Node::Neg(parsed(expr)?),
+                UnaryOperator::Plus => Node::parse(expr)?,
+                other => return Err(format!("{other} is not allowed")),
             },
-            SqlValue::SingleQuotedString(s) => Val::Text(Cow::Owned(s.clone())),
-            SqlValue::Boolean(b) => Val::Bool(*b),
-            SqlValue::Null => Val::Null,
-            other => return Err(format!("{other} is not a number or a 'text'")),
-        }),
-        Expr::Nested(inner) => compile(inner, resolve)?,
-        Expr::UnaryOp { op, expr } => match op {
-            UnaryOperator::Not => Node::Not(boxed(expr, resolve)?),
-            UnaryOperator::Minus => Node::Neg(boxed(expr, resolve)?),
-            UnaryOperator::Plus => compile(expr, resolve)?,
-            other => return Err(format!("{other} is not allowed")),
-        },
-        Expr::BinaryOp { left, op, right } => {
-            let (l, r) = (boxed(left, resolve)?, boxed(right, resolve)?);
-            match op {
-                BinaryOperator::And => Node::And(l, r),
-                BinaryOperator::Or => Node::Or(l, r),
-                BinaryOperator::Plus => Node::Arith(Arith::Add, l, r),
-                BinaryOperator::Minus => Node::Arith(Arith::Sub, l, r),
-                BinaryOperator::Multiply => Node::Arith(Arith::Mul, l, r),
-                BinaryOperator::Divide => Node::Arith(Arith::Div, l, r),
-                BinaryOperator::Eq => Node::Cmp(Cmp::Eq, l, r),
-                BinaryOperator::NotEq => Node::Cmp(Cmp::Ne, l, r),
-                BinaryOperator::Lt => Node::Cmp(Cmp::Lt, l, r),
-                BinaryOperator::LtEq => Node::Cmp(Cmp::Le, l, r),
-                BinaryOperator::Gt => Node::Cmp(Cmp::Gt, l, r),
-                BinaryOperator::GtEq => Node::Cmp(Cmp::Ge, l, r),
-                other => return Err(format!("the operator {other} is not allowed")),
+            Expr::BinaryOp { left, op, right } => {
+                let (l, r) = (parsed(left)?, parsed(right)?);
+                match op {
+                    BinaryOperator::And => Node::And(l, r),
+                    BinaryOperator::Or => Node::Or(l, r),
+                    BinaryOperator::Plus => Node::Arith(Arith::Add, l, r),
+                    BinaryOperator::Minus => Node::Arith(Arith::Sub, l, r),
+                    BinaryOperator::Multiply => Node::Arith(Arith::Mul, l, r),
+                    BinaryOperator::Divide => Node::Arith(Arith::Div, l, r),
+                    BinaryOperator::Eq => Node::Cmp(Cmp::Eq, l, r),
+                    BinaryOperator::NotEq => Node::Cmp(Cmp::Ne, l, r),
+                    BinaryOperator::Lt => Node::Cmp(Cmp::Lt, l, r),
+                    BinaryOperator::LtEq => Node::Cmp(Cmp::Le, l, r),
+                    BinaryOperator::Gt => Node::Cmp(Cmp::Gt, l, r),
+                    BinaryOperator::GtEq => Node::Cmp(Cmp::Ge, l, r),
+                    other => return Err(format!("the operator {other} is not allowed")),
+                }
             }
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => Node::Between {
+                value: parsed(expr)?,
+                low: parsed(low)?,
+                high: parsed(high)?,
+                negated: *negated,
+            },
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                negated,
+                global: false,
+            } => Node::In {
+                value: parsed(expr)?,
+                list: list.iter().map(Node::parse).collect::<Result<_, _>>()?,
+                negated: *negated,
+            },
+            Expr::IsNull(inner) => Node::IsNull(parsed(inner)?, false),
+            Expr::IsNotNull(inner) => Node::IsNull(parsed(inner)?, true),
+            Expr::Function(function)
+                if function.name.to_string().eq_ignore_ascii_case("coalesce") =>
+            {
+                let FunctionArguments::List(list) = &function.args else {
+                    return Err("COALESCE needs arguments".into());
+                };
+                let mut args = Vec::new();
+                for arg in &list.args {
+                    match arg {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                            args.push(Node::parse(e)?)
+                        }
+                        other => return Err(format!("{other} is not allowed in COALESCE")),
+                    }
+                }
+                Node::Coalesce(args)
+            }
+            other => return Err(format!("{other} is not allowed; {ALLOWED}")),
+        })
+    }
+
+    /// Every name, in order of first use, each once.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        self.each_name(&mut |name| {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        });
+        names
+    }
+
+    fn each_name<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
+        match self {
+            Node::Const(_) => {}
+            Node::Name(name) => f(name),
+            Node::Not(x) | Node::Neg(x) | Node::IsNull(x, _) => x.each_name(f),
+            Node::And(l, r) | Node::Or(l, r) | Node::Arith(_, l, r) | Node::Cmp(_, l, r) => {
+                l.each_name(f);
+                r.each_name(f);
+            }
+            Node::Between {
+                value, low, high, ..
+            } => {
+                value.each_name(f);
+                low.each_name(f);
+                high.each_name(f);
+            }
+            Node::In { value, list, .. } => {
+                value.each_name(f);
+                list.iter().for_each(|item| item.each_name(f));
+            }
+            Node::Coalesce(args) => args.iter().for_each(|arg| arg.each_name(f)),
         }
-        Expr::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => Node::Between {
-            value: boxed(expr, resolve)?,
-            low: boxed(low, resolve)?,
-            high: boxed(high, resolve)?,
-            negated: *negated,
-        },
-        Expr::In {
-            expr,
-            target: InTarget::List(list),
-            negated,
-            global: false,
-        } => Node::In {
-            value: boxed(expr, resolve)?,
-            list: list
-                .iter()
-                .map(|e| compile(e, resolve))
-                .collect::<Result<_, _>>()?,
-            negated: *negated,
-        },
-        Expr::IsNull(inner) => Node::IsNull(boxed(inner, resolve)?, false),
-        Expr::IsNotNull(inner) => Node::IsNull(boxed(inner, resolve)?, true),
-        Expr::Function(function) if is_coalesce(function) => Node::Coalesce(
-            coalesce_args(function)?
-                .into_iter()
-                .map(|e| compile(e, resolve))
-                .collect::<Result<_, _>>()?,
-        ),
-        other => return Err(format!("{other} is not allowed")),
-    })
+    }
+
+    /// The condition as SQL, each name replaced by what `resolve` says. Every operation is
+    /// parenthesised, and a division by zero is NULL (unknown), never an error that stops a
+    /// relabel.
+    pub(crate) fn sql(
+        &self,
+        resolve: &mut dyn FnMut(&str) -> Result<String, String>,
+    ) -> Result<String, String> {
+        let mut sql = |node: &Node<String>| node.sql(resolve);
+        Ok(match self {
+            Node::Const(value) => match value {
+                Val::Null => "NULL".into(),
+                Val::Int(i) => i.to_string(),
+                // Debug keeps a real a real: 2.0, not 2.
+                Val::Real(r) => format!("{r:?}"),
+                Val::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Val::Bool(true) => "TRUE".into(),
+                Val::Bool(false) => "FALSE".into(),
+            },
+            Node::Name(name) => resolve(name)?,
+            Node::Not(x) => format!("(NOT {})", sql(x)?),
+            Node::Neg(x) => format!("(-{})", sql(x)?),
+            Node::And(l, r) => format!("({} AND {})", sql(l)?, sql(r)?),
+            Node::Or(l, r) => format!("({} OR {})", sql(l)?, sql(r)?),
+            Node::Arith(Arith::Div, l, r) => format!("({} / NULLIF({}, 0))", sql(l)?, sql(r)?),
+            Node::Arith(op, l, r) => {
+                let op = match op {
+                    Arith::Add => "+",
+                    Arith::Sub => "-",
+                    Arith::Mul => "*",
+                    Arith::Div => "/",
+                };
+                format!("({} {op} {})", sql(l)?, sql(r)?)
+            }
+            Node::Cmp(op, l, r) => {
+                let op = match op {
+                    Cmp::Eq => "=",
+                    Cmp::Ne => "<>",
+                    Cmp::Lt => "<",
+                    Cmp::Le => "<=",
+                    Cmp::Gt => ">",
+                    Cmp::Ge => ">=",
+                };
+                format!("({} {op} {})", sql(l)?, sql(r)?)
+            }
+            Node::Between {
+                value,
+                low,
+                high,
+                negated,
+            } => format!(
+                "({} {}BETWEEN {} AND {})",
+                sql(value)?,
+                if *negated { "NOT " } else { "" },
+                sql(low)?,
+                sql(high)?
+            ),
+            Node::In {
+                value,
+                list,
+                negated,
+            } => {
+                let items: Vec<String> = list.iter().map(&mut sql).collect::<Result<_, _>>()?;
+                format!(
+                    "({} {}IN ({}))",
+                    sql(value)?,
+                    if *negated { "NOT " } else { "" },
+                    items.join(", ")
+                )
+            }
+            Node::IsNull(x, false) => format!("({} IS NULL)", sql(x)?),
+            Node::IsNull(x, true) => format!("({} IS NOT NULL)", sql(x)?),
+            Node::Coalesce(args) => {
+                let args: Vec<String> = args.iter().map(&mut sql).collect::<Result<_, _>>()?;
+                format!("COALESCE({})", args.join(", "))
+            }
+        })
+    }
+}
+
+impl<N> Node<N> {
+    /// The same tree with each name mapped by `f`.
+    fn map<M>(&self, f: &dyn Fn(&N) -> Result<M, String>) -> Result<Node<M>, String> {
+        let boxed = |node: &Node<N>| node.map(f).map(Box::new);
+        let all = |nodes: &[Node<N>]| nodes.iter().map(|n| n.map(f)).collect::<Result<_, _>>();
+        Ok(match self {
+            Node::Const(value) => Node::Const(value.clone()),
+            Node::Name(name) => Node::Name(f(name)?),
+            Node::Not(x) => Node::Not(boxed(x)?),
+            Node::Neg(x) => Node::Neg(boxed(x)?),
+            Node::And(l, r) => Node::And(boxed(l)?, boxed(r)?),
+            Node::Or(l, r) => Node::Or(boxed(l)?, boxed(r)?),
+            Node::Arith(op, l, r) => Node::Arith(*op, boxed(l)?, boxed(r)?),
+            Node::Cmp(op, l, r) => Node::Cmp(*op, boxed(l)?, boxed(r)?),
+            Node::Between {
+                value,
+                low,
+                high,
+                negated,
+            } => Node::Between {
+                value: boxed(value)?,
+                low: boxed(low)?,
+                high: boxed(high)?,
+                negated: *negated,
+            },
+            Node::In {
+                value,
+                list,
+                negated,
+            } => Node::In {
+                value: boxed(value)?,
+                list: all(list)?,
+                negated: *negated,
+            },
+            Node::IsNull(x, negated) => Node::IsNull(boxed(x)?, *negated),
+            Node::Coalesce(args) => Node::Coalesce(all(args)?),
+        })
+    }
 }
 
 fn arith<'v>(op: Arith, l: Val<'v>, r: Val<'v>) -> Val<'v> {
@@ -297,10 +469,10 @@ fn or(l: Option<bool>, r: Option<bool>) -> Option<bool> {
     }
 }
 
-fn eval<'v>(node: &Node, vehicle: &'v impl Vehicle) -> Val<'v> {
+fn eval<'v>(node: &Node<Slot>, vehicle: &'v impl Vehicle) -> Val<'v> {
     match node {
         Node::Const(value) => value.clone(),
-        Node::Slot(slot) => vehicle.get(*slot),
+        Node::Name(slot) => vehicle.get(*slot),
         Node::Not(inner) => eval(inner, vehicle).truth().map(|b| !b).into(),
         Node::Neg(inner) => match eval(inner, vehicle) {
             Val::Int(i) => i.checked_neg().map_or(Val::Real(-(i as f64)), Val::Int),

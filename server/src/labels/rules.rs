@@ -3,10 +3,11 @@
 //!
 //! Conditions are parsed by `sqlparser` (maintained by the Apache DataFusion project) and then
 //! checked against a closed list of constructs and the catalogue of features: an unknown feature
-//! is an error with its line, never a silent zero. A checked condition has two readings with
-//! one meaning: SQL for the database ([`Condition::sql`], what [`super::engine`] runs), and a
-//! compiled tree the server evaluates per vehicle ([`super::eval::Program`], what
-//! [`super::assign`] runs; a test holds the two to the same answers). A general expression
+//! is an error with its line, never a silent zero. A checked condition is one tree
+//! (`eval::Node`) with two readings of one meaning: SQL for the database ([`Condition::sql`],
+//! what [`super::engine`] runs), and a program the server evaluates per vehicle
+//! ([`super::eval::Program`], what [`super::assign`] runs; a test holds the two to the same
+//! answers). A general expression
 //! engine (zen-engine, cel-interpreter, rhai) was not needed: the language is a small subset
 //! of SQL that a marketer already reads, and compiled once it evaluates every rule and
 //! strategy of the shipped file for a million vehicles in about 3 s (`assign_bench`).
@@ -14,10 +15,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
-use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value as SqlValue};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
+use super::eval::Node;
 use super::features::{CONTEXT, feature};
 
 /// The rules that ship with drivetag.
@@ -134,7 +135,7 @@ pub struct Tier {
 pub struct Condition {
     /// As written.
     pub text: String,
-    expr: Expr,
+    tree: Node<String>,
     /// Features it reads, in order of first use.
     pub features: Vec<&'static str>,
 }
@@ -494,153 +495,40 @@ fn condition<'a>(
             Ok(expr)
         })
         .map_err(|error| source.error(at, format!("in {:?}: {error}", text.get_ref())))?;
+    let in_text = |message: String| source.error(at, format!("in {:?}: {message}", text.get_ref()));
+    let tree = Node::parse(&expr).map_err(in_text)?;
     let mut features = Vec::new();
-    emit(&expr, &mut |name| {
+    for name in tree.names() {
         let found = resolve(name).ok_or_else(|| {
-            format!(
+            in_text(format!(
                 "unknown name {name:?}; features are listed by `drivetag-server rules features`"
-            )
+            ))
         })?;
-        if let Name::Feature(f) = found
-            && !features.contains(&f)
-        {
+        if let Name::Feature(f) = found {
             features.push(f);
         }
-        Ok(String::new())
-    })
-    .map_err(|message| source.error(at, format!("in {:?}: {message}", text.get_ref())))?;
+    }
     Ok(Condition {
         text: text.get_ref().clone(),
-        expr,
+        tree,
         features,
     })
 }
 
 impl Condition {
-    /// The parsed expression, for [`super::eval::Program::compile`].
-    pub(crate) fn expr(&self) -> &Expr {
-        &self.expr
+    /// The condition as a tree of names, for [`super::eval::Program::compile`].
+    pub(crate) fn tree(&self) -> &Node<String> {
+        &self.tree
     }
 
-    /// The condition as SQL, each name replaced by what `resolve` says.
+    /// The condition as SQL, each name replaced by what `resolve` says. Every operation is
+    /// parenthesised, and a division by zero is NULL rather than an error.
     pub fn sql(
         &self,
         resolve: &mut dyn FnMut(&str) -> Result<String, String>,
     ) -> Result<String, String> {
-        emit(&self.expr, resolve)
+        self.tree.sql(resolve)
     }
-}
-
-/// Whether `function` is COALESCE, the one function conditions may call.
-pub(crate) fn is_coalesce(function: &sqlparser::ast::Function) -> bool {
-    function.name.to_string().eq_ignore_ascii_case("coalesce")
-}
-
-/// COALESCE's arguments, which must be plain expressions.
-pub(crate) fn coalesce_args(function: &sqlparser::ast::Function) -> Result<Vec<&Expr>, String> {
-    let sqlparser::ast::FunctionArguments::List(list) = &function.args else {
-        return Err("COALESCE needs arguments".into());
-    };
-    list.args
-        .iter()
-        .map(|arg| match arg {
-            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => Ok(e),
-            other => Err(format!("{other} is not allowed in COALESCE")),
-        })
-        .collect()
-}
-
-/// Writes the allowed subset of SQL back out, names resolved; anything else is an error.
-fn emit(
-    expr: &Expr,
-    resolve: &mut dyn FnMut(&str) -> Result<String, String>,
-) -> Result<String, String> {
-    Ok(match expr {
-        Expr::Identifier(ident) => resolve(&ident.value.to_ascii_lowercase())?,
-        Expr::Value(value) => match &value.value {
-            SqlValue::Number(n, _) => n.clone(),
-            SqlValue::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
-            SqlValue::Boolean(b) => {
-                if *b {
-                    "TRUE".into()
-                } else {
-                    "FALSE".into()
-                }
-            }
-            SqlValue::Null => "NULL".into(),
-            other => return Err(format!("{other} is not a number or a 'text'")),
-        },
-        Expr::Nested(inner) => format!("({})", emit(inner, resolve)?),
-        Expr::UnaryOp { op, expr } => {
-            let inner = emit(expr, resolve)?;
-            match op {
-                UnaryOperator::Not => format!("(NOT {inner})"),
-                UnaryOperator::Minus => format!("(-{inner})"),
-                UnaryOperator::Plus => inner,
-                other => return Err(format!("{other} is not allowed")),
-            }
-        }
-        Expr::BinaryOp { left, op, right } => {
-            let (l, r) = (emit(left, resolve)?, emit(right, resolve)?);
-            match op {
-                // A division by zero is NULL (unknown), never an error that stops a relabel.
-                BinaryOperator::Divide => format!("({l} / NULLIF({r}, 0))"),
-                BinaryOperator::Plus
-                | BinaryOperator::Minus
-                | BinaryOperator::Multiply
-                | BinaryOperator::Gt
-                | BinaryOperator::Lt
-                | BinaryOperator::GtEq
-                | BinaryOperator::LtEq
-                | BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::And
-                | BinaryOperator::Or => format!("({l} {op} {r})"),
-                other => return Err(format!("the operator {other} is not allowed")),
-            }
-        }
-        Expr::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => format!(
-            "({} {}BETWEEN {} AND {})",
-            emit(expr, resolve)?,
-            if *negated { "NOT " } else { "" },
-            emit(low, resolve)?,
-            emit(high, resolve)?
-        ),
-        Expr::In {
-            expr,
-            target: sqlparser::ast::InTarget::List(list),
-            negated,
-            global: false,
-        } => {
-            let items: Result<Vec<String>, String> =
-                list.iter().map(|e| emit(e, resolve)).collect();
-            format!(
-                "({} {}IN ({}))",
-                emit(expr, resolve)?,
-                if *negated { "NOT " } else { "" },
-                items?.join(", ")
-            )
-        }
-        Expr::IsNull(inner) => format!("({} IS NULL)", emit(inner, resolve)?),
-        Expr::IsNotNull(inner) => format!("({} IS NOT NULL)", emit(inner, resolve)?),
-        Expr::Function(function) if is_coalesce(function) => {
-            let args: Result<Vec<String>, String> = coalesce_args(function)?
-                .into_iter()
-                .map(|e| emit(e, resolve))
-                .collect();
-            format!("COALESCE({})", args?.join(", "))
-        }
-        other => {
-            return Err(format!(
-                "{other} is not allowed; use comparisons, AND, OR, NOT, arithmetic, BETWEEN, IN, IS NULL or COALESCE"
-            ));
-        }
-    })
 }
 
 #[cfg(test)]
@@ -791,7 +679,7 @@ mod tests {
         let sql = condition.sql(&mut |name| Ok(format!("p.{name}"))).unwrap();
         assert_eq!(
             sql,
-            "(((((p.km_30d / NULLIF(p.trips_30d, 0)) >= 20) AND (p.energy IN ('ev', 'phev'))) AND (NOT ((p.referrals BETWEEN 1 AND 3)))) AND (p.birthday_month = p.current_month))"
+            "(((((p.km_30d / NULLIF(p.trips_30d, 0)) >= 20) AND (p.energy IN ('ev', 'phev'))) AND (NOT (p.referrals BETWEEN 1 AND 3))) AND (p.birthday_month = p.current_month))"
         );
     }
 }
