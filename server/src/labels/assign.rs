@@ -39,6 +39,23 @@ pub struct Subject {
     pub recent_contacts: u32,
 }
 
+impl Subject {
+    /// The feature with this index in [`FEATURES`], as a condition reads it.
+    pub fn feature(&self, index: usize) -> Val<'_> {
+        if index == 0 {
+            return self
+                .energy
+                .as_deref()
+                .map_or(Val::Null, |e| Val::Text(Cow::Borrowed(e)));
+        }
+        self.features
+            .get(index)
+            .copied()
+            .flatten()
+            .map_or(Val::Null, Val::Real)
+    }
+}
+
 /// The labelling-time values: `today`, `current_month`, `current_year`.
 pub type Context = [i64; CONTEXT.len()];
 
@@ -131,8 +148,8 @@ pub struct Assigner<'r> {
     rule_labels: Vec<Vec<usize>>,
     /// Index of each tier level's label value.
     tier_labels: Vec<Vec<usize>>,
-    /// Every label value's text ([`Rules::label_values`]).
-    value_names: Vec<String>,
+    /// Every label's group and value ([`Rules::label_values`]).
+    values: Vec<(String, String)>,
     /// How many exclusive groups there are.
     exclusive_count: usize,
 }
@@ -159,18 +176,7 @@ struct Features<'a> {
 impl Vehicle for Features<'_> {
     fn get(&self, slot: Slot) -> Val<'_> {
         match slot {
-            Slot::Feature(0) => self
-                .subject
-                .energy
-                .as_deref()
-                .map_or(Val::Null, |e| Val::Text(Cow::Borrowed(e))),
-            Slot::Feature(i) => self
-                .subject
-                .features
-                .get(i)
-                .copied()
-                .flatten()
-                .map_or(Val::Null, Val::Real),
+            Slot::Feature(i) => self.subject.feature(i),
             Slot::Context(i) => Val::Int(self.context[i]),
             Slot::Label(_) | Slot::Group(_) => Val::Null,
         }
@@ -274,7 +280,10 @@ impl<'r> Assigner<'r> {
                         .collect::<Result<_, _>>()
                 })
                 .collect::<Result<_, _>>()?,
-            value_names: values.iter().map(|(_, v)| (*v).to_owned()).collect(),
+            values: values
+                .iter()
+                .map(|(g, v)| ((*g).to_owned(), (*v).to_owned()))
+                .collect(),
             exclusive_count: exclusive.len(),
         })
     }
@@ -284,12 +293,7 @@ impl<'r> Assigner<'r> {
     /// population). The same words and values [`super::engine`] stores with each label.
     pub fn explain(&self, label: &Label, subject: &Subject) -> (String, serde_json::Value) {
         use serde_json::{Map, Value, json};
-        let group = self
-            .rules
-            .label_values()
-            .get(label.value)
-            .map(|(g, _)| *g)
-            .unwrap_or_default();
+        let group = self.values.get(label.value).map_or("", |(g, _)| g.as_str());
         match &label.source {
             Source::Tier { score, rank, of } => {
                 let Some(tier) = self.rules.tiers.iter().find(|t| t.group == group) else {
@@ -322,15 +326,10 @@ impl<'r> Assigner<'r> {
                 let mut evidence = Map::new();
                 evidence.insert("why".into(), Value::String(rule.explain.clone()));
                 for name in &rule.when.features {
-                    let value = match feature_index(name) {
-                        Some(0) => subject.energy.clone().map_or(Value::Null, Value::String),
-                        Some(i) => subject
-                            .features
-                            .get(i)
-                            .copied()
-                            .flatten()
-                            .map_or(Value::Null, |v| json!(v)),
-                        None => Value::Null,
+                    let value = match feature_index(name).map(|i| subject.feature(i)) {
+                        Some(Val::Text(text)) => Value::String(text.into_owned()),
+                        Some(Val::Real(v)) => json!(v),
+                        _ => Value::Null,
                     };
                     evidence.insert((*name).to_owned(), value);
                 }
@@ -398,12 +397,12 @@ impl<'r> Assigner<'r> {
         let mut out: Vec<Assigned> = Vec::with_capacity(vehicles.len());
         for (v, subject) in vehicles.iter().enumerate() {
             let labels = self.labels(first + v, subject);
-            let mut has = vec![false; self.value_names.len()];
+            let mut has = vec![false; self.values.len()];
             let mut groups: Vec<Option<&str>> = vec![None; self.exclusive_count];
             for label in &labels {
                 has[label.value] = true;
                 if let Some(g) = self.exclusive_of[label.value] {
-                    groups[g] = Some(&self.value_names[label.value]);
+                    groups[g] = Some(&self.values[label.value].1);
                 }
             }
             let vehicle = Labelled {

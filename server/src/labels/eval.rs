@@ -469,11 +469,16 @@ fn or(l: Option<bool>, r: Option<bool>) -> Option<bool> {
     }
 }
 
+/// `truth`, or its negation for NOT BETWEEN and NOT IN (unknown stays unknown).
+fn unless(negated: bool, truth: Option<bool>) -> Val<'static> {
+    truth.map(|b| b != negated).into()
+}
+
 fn eval<'v>(node: &Node<Slot>, vehicle: &'v impl Vehicle) -> Val<'v> {
     match node {
         Node::Const(value) => value.clone(),
         Node::Name(slot) => vehicle.get(*slot),
-        Node::Not(inner) => eval(inner, vehicle).truth().map(|b| !b).into(),
+        Node::Not(inner) => unless(true, eval(inner, vehicle).truth()),
         Node::Neg(inner) => match eval(inner, vehicle) {
             Val::Int(i) => i.checked_neg().map_or(Val::Real(-(i as f64)), Val::Int),
             other => other.number().map_or(Val::Null, |n| Val::Real(-n)),
@@ -493,11 +498,7 @@ fn eval<'v>(node: &Node<Slot>, vehicle: &'v impl Vehicle) -> Val<'v> {
                 compare(Cmp::Ge, &value, &eval(low, vehicle)).truth(),
                 compare(Cmp::Le, &value, &eval(high, vehicle)).truth(),
             );
-            if *negated {
-                within.map(|b| !b).into()
-            } else {
-                within.into()
-            }
+            unless(*negated, within)
         }
         Node::In {
             value,
@@ -516,11 +517,7 @@ fn eval<'v>(node: &Node<Slot>, vehicle: &'v impl Vehicle) -> Val<'v> {
                     break;
                 }
             }
-            if *negated {
-                found.map(|b| !b).into()
-            } else {
-                found.into()
-            }
+            unless(*negated, found)
         }
         Node::IsNull(inner, negated) => Val::Bool((eval(inner, vehicle) == Val::Null) != *negated),
         Node::Coalesce(args) => args
