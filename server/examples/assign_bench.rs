@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use drivetag_server::labels::assign::{Assigner, Subject};
+use drivetag_server::labels::assign::{Assigner, Subject, column};
 use drivetag_server::labels::features::FEATURES;
 use drivetag_server::labels::rules::{CHANNELS, Rules};
 use rand::rngs::SmallRng;
@@ -71,10 +71,8 @@ fn main() -> Result<()> {
     );
 
     let started = Instant::now();
-    let assigner = Assigner::new(&rules, [20_600, 5, 2026], || {
-        subjects.iter().map(|s| s.features.as_slice())
-    })
-    .map_err(anyhow::Error::msg)?;
+    let assigner = Assigner::new(&rules, [20_600, 5, 2026], |f| column(&subjects, f))
+        .map_err(anyhow::Error::msg)?;
     let ranked = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -90,7 +88,7 @@ fn main() -> Result<()> {
                     let (mut labels, mut actions, mut planned) = (0, 0, 0);
                     for (offset, subject) in part.iter().enumerate() {
                         let position = chunk * share + offset;
-                        for assigned in assigner.customer(position, std::slice::from_ref(subject)) {
+                        for assigned in assigner.customer(&[(position, subject)]) {
                             labels += assigned.labels.len();
                             actions += assigned.actions.len();
                             planned += assigned

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use drivetag_server::labels::engine::{Day, LIVE, Scope, plan, relabel};
+use drivetag_server::labels::engine::{Day, LIVE, Scope, profile_statements, relabel};
 use drivetag_server::labels::rules::Rules;
 use drivetag_server::store::synthetic::{Size, populate};
 use drivetag_server::store::{Store, Value};
@@ -40,8 +40,8 @@ struct Args {
     /// Keep the database afterwards.
     #[arg(long)]
     keep: bool,
-    /// Also write the relabel's SQL, parameters inlined, to this file (to time each statement
-    /// in `sqlite3` or `psql` against a database kept with --keep).
+    /// Also write the SQL of the relabel's first step (the features), parameters inlined, to
+    /// this file (to time it in `sqlite3` or `psql` against a database kept with --keep).
     #[arg(long)]
     sql: Option<std::path::PathBuf>,
 }
@@ -105,15 +105,13 @@ async fn main() -> Result<()> {
     let rules = Rules::defaults();
     if let Some(path) = &args.sql {
         let mut text = String::new();
-        for (step, statements) in plan(&rules, &LIVE, store.dialect(), &Scope::All, today) {
-            for statement in statements {
-                let mut sql = statement.sql.to_string();
-                // Highest first, so $1 does not clobber $10.
-                for (index, value) in statement.params.iter().enumerate().rev() {
-                    sql = sql.replace(&format!("${}", index + 1), &literal(value));
-                }
-                text.push_str(&format!("-- {step}\n{sql};\n"));
+        for statement in profile_statements(&rules, &LIVE, store.dialect(), &Scope::All, today) {
+            let mut sql = statement.sql.to_string();
+            // Highest first, so $1 does not clobber $10.
+            for (index, value) in statement.params.iter().enumerate().rev() {
+                sql = sql.replace(&format!("${}", index + 1), &literal(value));
             }
+            text.push_str(&format!("-- profiles\n{sql};\n"));
         }
         std::fs::write(path, text)?;
     }
@@ -129,6 +127,15 @@ async fn main() -> Result<()> {
         println!(
             "run {run}: relabelled {vehicles} vehicles in {:.2} s",
             started.elapsed().as_secs_f64()
+        );
+    }
+    // The relabel holds the population's ranks and every vehicle's row before it writes them.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(peak) = status.lines().find(|l| l.starts_with("VmHWM"))
+    {
+        println!(
+            "peak RSS of the bench (load included): {}",
+            peak.trim_start_matches("VmHWM:").trim()
         );
     }
     if args.keep {

@@ -126,8 +126,8 @@ awk -v base="$BASE" '{ printf "%s/api/v1/vehicles/SYN%014d\n", base, $1 }' "$DIR
 awk -v base="$BASE" '{ printf "%s/api/v1/customers/C%08d\n", base, $1 }' "$DIR/ids" >"$DIR/customers.urls"
 awk -v base="$BASE" '{ printf "%s/api/v1/customers/C%08d/labels\n", base, $1 }' "$DIR/ids" >"$DIR/labels.urls"
 FILTER='lifecycle%3Dlost%20AND%20style%3Daggressive'
-echo "filter matches (vehicles): $(sqlite3 "$DB" "SELECT count(*) FROM labels a JOIN labels b ON b.vin = a.vin \
-    WHERE a.grp = 'lifecycle' AND a.value = 'lost' AND b.grp = 'style' AND b.value = 'aggressive'")"
+echo "filter matches (vehicles): $(sqlite3 "$DB" "SELECT count(*) FROM vehicle_labels \
+    WHERE ' ' || labels || ' ' LIKE '% lifecycle=lost %' AND ' ' || labels || ' ' LIKE '% style=aggressive %'")"
 
 bench() { # name, then oha's target arguments
     local name=$1

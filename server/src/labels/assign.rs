@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 
+use super::catalog::Catalog;
 use super::eval::{Program, Slot, Val, Vehicle};
 use super::features::{CONTEXT, FEATURES};
 use super::rules::{CHANNELS, Group, LabelRule, Rules};
@@ -128,16 +129,80 @@ pub struct Assigned {
     pub actions: Vec<Action>,
 }
 
+/// A distribution kept as rank points: up to [`RANK_POINTS`] values, each with how many of
+/// the population were below it, and the population's size. A partial relabel ranks its
+/// vehicles against the points of the last full relabel, as the full one would have, within
+/// one in 4,096 of the population (exactly while there are at most 4,096 distinct values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Points {
+    /// Values, ascending.
+    pub values: Vec<f64>,
+    /// For each value, how many were below it.
+    pub below: Vec<u64>,
+    /// The population.
+    pub size: u64,
+}
+
+/// Most rank points kept per distribution.
+pub const RANK_POINTS: usize = 4096;
+
+impl Points {
+    /// The points of `sorted` (ascending): every distinct value while there are at most
+    /// [`RANK_POINTS`], else every k-th.
+    fn of_sorted(sorted: impl Iterator<Item = f64>) -> Points {
+        let mut distinct: Vec<(f64, u64)> = Vec::new();
+        let mut size = 0;
+        for value in sorted {
+            if distinct.last().is_none_or(|(last, _)| *last != value) {
+                distinct.push((value, size));
+            }
+            size += 1;
+        }
+        let m = distinct.len();
+        let step = if m <= RANK_POINTS {
+            1
+        } else {
+            m / RANK_POINTS + 1
+        };
+        let (values, below) = distinct.into_iter().step_by(step).unzip();
+        Points {
+            values,
+            below,
+            size,
+        }
+    }
+
+    /// How many of the population were below `value` (the size when none was at or above it).
+    pub fn below(&self, value: f64) -> u64 {
+        let at = self.values.partition_point(|v| *v < value);
+        self.below.get(at).copied().unwrap_or(self.size)
+    }
+}
+
+/// How vehicles get their tier scores and ranks.
+#[derive(Debug)]
+enum Ranks {
+    /// Per tier, per vehicle in population order: its score, and how many vehicles scored at
+    /// least as much (itself included); with each part's and each score's points.
+    Population {
+        ranked: Vec<Vec<(f64, u32)>>,
+        size: usize,
+        parts: Vec<(String, Points)>,
+        scores: Vec<Points>,
+    },
+    /// Per tier, its parts' points and its scores' points, from a full relabel.
+    Points {
+        parts: Vec<Vec<Option<Points>>>,
+        scores: Vec<Option<Points>>,
+    },
+}
+
 /// Rules compiled for assignment, with the population's distributions.
 #[derive(Debug)]
-pub struct Assigner<'r> {
-    rules: &'r Rules,
+pub struct Assigner {
+    rules: Rules,
     context: Context,
-    /// Per tier, per vehicle in population order: its score, and how many vehicles scored at
-    /// least as much (itself included).
-    ranked: Vec<Vec<(f64, u32)>>,
-    /// Vehicles in the population.
-    population: usize,
+    ranks: Ranks,
     groups: Vec<Vec<Program>>,
     strategies: Vec<Program>,
     /// Per strategy, its channels as indices into [`CHANNELS`].
@@ -152,6 +217,8 @@ pub struct Assigner<'r> {
     values: Vec<(String, String)>,
     /// How many exclusive groups there are.
     exclusive_count: usize,
+    /// The rules in words.
+    catalog: Catalog,
 }
 
 fn feature_index(name: &str) -> Option<usize> {
@@ -200,18 +267,133 @@ impl Vehicle for Labelled<'_> {
     }
 }
 
-impl<'r> Assigner<'r> {
-    /// Compiles `rules` and ranks the population: each call of `population` yields every
-    /// vehicle's features in the same order (it is called once per tier part), and a vehicle's
-    /// position in that order is how [`Assigner::customer`] finds its ranks.
-    pub fn new<'s, I>(
-        rules: &'r Rules,
+/// The value a vehicle ranks by in a tier part: NULL lowest.
+pub fn rank_value(feature: Option<f64>) -> f64 {
+    feature.unwrap_or(MISSING)
+}
+
+/// The column of feature `index` over `subjects`, as [`Assigner::new`] reads it.
+pub fn column(subjects: &[Subject], index: usize) -> Vec<f64> {
+    subjects
+        .iter()
+        .map(|s| rank_value(s.features.get(index).copied().flatten()))
+        .collect()
+}
+
+/// The names tier distributions are kept under: `part:{feature}` and `tier:{group}`.
+pub fn part_name(feature: &str) -> String {
+    format!("part:{feature}")
+}
+
+/// See [`part_name`].
+pub fn tier_name(group: &str) -> String {
+    format!("tier:{group}")
+}
+
+/// Each tier's part features as indices into [`FEATURES`].
+fn part_features(rules: &Rules) -> Result<Vec<Vec<usize>>, String> {
+    rules
+        .tiers
+        .iter()
+        .map(|tier| {
+            tier.parts
+                .iter()
+                .map(|(feature, _)| {
+                    feature_index(feature).ok_or_else(|| format!("no feature {feature}"))
+                })
+                .collect::<Result<_, _>>()
+        })
+        .collect()
+}
+
+impl Assigner {
+    /// Compiles `rules` and ranks the population: `column(feature)` gives every vehicle's
+    /// value of that feature (index into [`FEATURES`], NULL as [`rank_value`] has it), always
+    /// in the same order, and a vehicle's position in that order is how
+    /// [`Assigner::customer`] finds its ranks. Only the tiers' part features are asked for.
+    pub fn new(
+        rules: &Rules,
         context: Context,
-        population: impl Fn() -> I,
-    ) -> Result<Assigner<'r>, String>
-    where
-        I: Iterator<Item = &'s [Option<f64>]>,
-    {
+        column: impl Fn(usize) -> Vec<f64>,
+    ) -> Result<Assigner, String> {
+        let features = part_features(rules)?;
+        let mut parts: Vec<(String, Points)> = Vec::new();
+        let mut ranked = Vec::new();
+        let mut scores = Vec::new();
+        for (tier, features) in rules.tiers.iter().zip(&features) {
+            let (tier_ranked, tier_parts, tier_scores) = rank_tier(tier, features, &column);
+            for (name, points) in tier_parts {
+                if !parts.iter().any(|(n, _)| *n == name) {
+                    parts.push((name, points));
+                }
+            }
+            ranked.push(tier_ranked);
+            scores.push(tier_scores);
+        }
+        let size = ranked.first().map_or(0, Vec::len);
+        Assigner::compile(
+            rules,
+            context,
+            Ranks::Population {
+                ranked,
+                size,
+                parts,
+                scores,
+            },
+        )
+    }
+
+    /// Compiles `rules` to rank vehicles against the distributions of a full relabel
+    /// (by [`part_name`] and [`tier_name`]), for a partial relabel: a vehicle's position is
+    /// then unused. A distribution not on record ranks everyone at 0, first of one.
+    pub fn with_points(
+        rules: &Rules,
+        context: Context,
+        points: &std::collections::HashMap<String, Points>,
+    ) -> Result<Assigner, String> {
+        let parts = rules
+            .tiers
+            .iter()
+            .map(|tier| {
+                tier.parts
+                    .iter()
+                    .map(|(feature, _)| points.get(&part_name(feature)).cloned())
+                    .collect()
+            })
+            .collect();
+        let scores = rules
+            .tiers
+            .iter()
+            .map(|tier| points.get(&tier_name(&tier.group)).cloned())
+            .collect();
+        Assigner::compile(rules, context, Ranks::Points { parts, scores })
+    }
+
+    /// The distributions of a population ranked by [`Assigner::new`], by name, for partial
+    /// relabels to rank against; none for an assigner built [`Assigner::with_points`].
+    pub fn distributions(&self) -> Vec<(String, &Points)> {
+        match &self.ranks {
+            Ranks::Population { parts, scores, .. } => parts
+                .iter()
+                .map(|(name, points)| (name.clone(), points))
+                .chain(
+                    self.rules
+                        .tiers
+                        .iter()
+                        .zip(scores)
+                        .map(|(tier, points)| (tier_name(&tier.group), points)),
+                )
+                .collect(),
+            Ranks::Points { .. } => Vec::new(),
+        }
+    }
+
+    /// The rules it assigns by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    fn compile(rules: &Rules, context: Context, ranks: Ranks) -> Result<Assigner, String> {
         let values = rules.label_values();
         let exclusive = rules.exclusive_groups();
         let index_of = |group: &str, value: &str| {
@@ -225,30 +407,10 @@ impl<'r> Assigner<'r> {
                 .or_else(|| values.iter().position(|(_, v)| *v == name).map(Slot::Label))
                 .or_else(|| exclusive.iter().position(|g| *g == name).map(Slot::Group))
         };
-        let part_features: Vec<Vec<usize>> = rules
-            .tiers
-            .iter()
-            .map(|tier| {
-                tier.parts
-                    .iter()
-                    .map(|(feature, _)| {
-                        feature_index(feature).ok_or_else(|| format!("no feature {feature}"))
-                    })
-                    .collect::<Result<_, _>>()
-            })
-            .collect::<Result<_, _>>()?;
-        let ranked: Vec<Vec<(f64, u32)>> = rules
-            .tiers
-            .iter()
-            .zip(&part_features)
-            .map(|(tier, features)| rank_tier(tier, features, &population))
-            .collect();
-        let population = ranked.first().map_or(0, Vec::len);
         Ok(Assigner {
-            rules,
+            rules: rules.clone(),
             context,
-            ranked,
-            population,
+            ranks,
             groups: per_rule(rules, |_, rule| Program::compile(&rule.when, &feature_slot))?,
             strategies: rules
                 .strategies
@@ -285,57 +447,33 @@ impl<'r> Assigner<'r> {
                 .map(|(g, v)| ((*g).to_owned(), (*v).to_owned()))
                 .collect(),
             exclusive_count: exclusive.len(),
+            catalog: Catalog::of(rules),
         })
     }
 
     /// What a label says of itself, as a vehicle's page shows it: the rule in words, and the
     /// evidence (the features the rule read, with their values; for a tier its score, rank and
-    /// population). The same words and values [`super::engine`] stores with each label.
+    /// population), from the rules' [`Catalog`].
     pub fn explain(&self, label: &Label, subject: &Subject) -> (String, serde_json::Value) {
-        use serde_json::{Map, Value, json};
         let group = self.values.get(label.value).map_or("", |(g, _)| g.as_str());
-        match &label.source {
-            Source::Tier { score, rank, of } => {
-                let Some(tier) = self.rules.tiers.iter().find(|t| t.group == group) else {
-                    return (String::new(), Value::Null);
-                };
-                let shares: Vec<String> = tier
-                    .levels
-                    .iter()
-                    .map(|(v, s)| format!("{v} {s} %"))
-                    .collect();
-                (
-                    format!(
-                        "percentile tier by {}: {}",
-                        tier.description,
-                        shares.join(", ")
-                    ),
-                    json!({ "score": score, "rank": rank, "of": of }),
-                )
-            }
-            Source::Rule(r) => {
-                let Some(rule) = self
-                    .rules
-                    .groups
-                    .iter()
-                    .find(|g| g.name == group)
-                    .and_then(|g| g.rules.get(*r))
-                else {
-                    return (String::new(), Value::Null);
-                };
-                let mut evidence = Map::new();
-                evidence.insert("why".into(), Value::String(rule.explain.clone()));
-                for name in &rule.when.features {
-                    let value = match feature_index(name).map(|i| subject.feature(i)) {
-                        Some(Val::Text(text)) => Value::String(text.into_owned()),
-                        Some(Val::Real(v)) => json!(v),
-                        _ => Value::Null,
-                    };
-                    evidence.insert((*name).to_owned(), value);
-                }
-                (rule.when.text.clone(), Value::Object(evidence))
-            }
-        }
+        self.catalog
+            .explain(group, &label.source, &|name| match feature_index(name)
+                .map(|i| subject.feature(i))
+            {
+                Some(Val::Text(text)) => serde_json::Value::String(text.into_owned()),
+                Some(Val::Real(v)) => serde_json::json!(v),
+                _ => serde_json::Value::Null,
+            })
+    }
+
+    /// Its rules' words.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Every label's group and value, by index ([`Rules::label_values`]).
+    pub fn label_values(&self) -> &[(String, String)] {
+        &self.values
     }
 
     /// The level a rank gives: a tie takes the position of its last member, so a level never
@@ -352,12 +490,54 @@ impl<'r> Assigner<'r> {
         levels.len() - 1
     }
 
+    /// A vehicle's score in a tier, how many scored at least as much (itself included), and
+    /// of how many.
+    fn tier_rank(&self, tier: usize, position: usize, subject: &Subject) -> (f64, usize, usize) {
+        match &self.ranks {
+            Ranks::Population { ranked, size, .. } => {
+                let (score, rank) = ranked[tier][position];
+                (score, rank as usize, *size)
+            }
+            Ranks::Points { parts, scores } => {
+                // As the full relabel's PERCENT_RANK would give: the share of the others
+                // below; the vehicle's own earlier value may be among the points, hence the
+                // cap at n - 1.
+                let mut score = 0.0;
+                for (part, ((feature, weight), points)) in self.rules.tiers[tier]
+                    .parts
+                    .iter()
+                    .zip(&parts[tier])
+                    .enumerate()
+                {
+                    let value = rank_value(
+                        feature_index(feature)
+                            .and_then(|i| subject.features.get(i).copied().flatten()),
+                    );
+                    let share = match points {
+                        Some(p) if p.size > 1 => {
+                            p.below(value).min(p.size - 1) as f64 / (p.size - 1) as f64
+                        }
+                        _ => 0.0,
+                    };
+                    let term = weight * share;
+                    score = if part == 0 { term } else { score + term };
+                }
+                match &scores[tier] {
+                    Some(p) => {
+                        let rank = p.size.saturating_sub(p.below(score)).max(1);
+                        (score, rank as usize, p.size as usize)
+                    }
+                    None => (score, 1, 1),
+                }
+            }
+        }
+    }
+
     /// The labels of the vehicle at `position` in the population.
     pub fn labels(&self, position: usize, subject: &Subject) -> Vec<Label> {
         let mut labels = Vec::new();
         for tier in 0..self.rules.tiers.len() {
-            let (score, rank) = self.ranked[tier][position];
-            let (rank, of) = (rank as usize, self.population);
+            let (score, rank, of) = self.tier_rank(tier, position, subject);
             labels.push(Label {
                 value: self.tier_labels[tier][self.level(tier, rank, of)],
                 source: Source::Tier { score, rank, of },
@@ -388,15 +568,15 @@ impl<'r> Assigner<'r> {
     }
 
     /// The labels and ranked actions of one customer's vehicles (or of one vehicle without a
-    /// customer), which sit in the population from `first` on: strategies are ranked across
-    /// the customer's vehicles, best first, and only as many as the contact cap leaves room
-    /// for are planned.
-    pub fn customer(&self, first: usize, vehicles: &[Subject]) -> Vec<Assigned> {
+    /// customer), each with its position in the population: strategies are ranked across the
+    /// customer's vehicles, best first, and only as many as the contact cap leaves room for
+    /// are planned.
+    pub fn customer(&self, vehicles: &[(usize, &Subject)]) -> Vec<Assigned> {
         // (priority, strategy name, vin) sorts the customer's actions as SQL ranks them.
         let mut candidates: Vec<(usize, usize, Option<usize>)> = Vec::new();
         let mut out: Vec<Assigned> = Vec::with_capacity(vehicles.len());
-        for (v, subject) in vehicles.iter().enumerate() {
-            let labels = self.labels(first + v, subject);
+        for (v, &(position, subject)) in vehicles.iter().enumerate() {
+            let labels = self.labels(position, subject);
             let mut has = vec![false; self.values.len()];
             let mut groups: Vec<Option<&str>> = vec![None; self.exclusive_count];
             for label in &labels {
@@ -432,10 +612,10 @@ impl<'r> Assigner<'r> {
                 .priority
                 .cmp(&strategies[a.1].priority)
                 .then_with(|| strategies[a.1].name.cmp(&strategies[b.1].name))
-                .then_with(|| vehicles[a.0].vin.cmp(&vehicles[b.0].vin))
+                .then_with(|| vehicles[a.0].1.vin.cmp(&vehicles[b.0].1.vin))
         });
         let room = (self.rules.settings.max_contacts as usize)
-            .saturating_sub(vehicles.first().map_or(0, |s| s.recent_contacts as usize));
+            .saturating_sub(vehicles.first().map_or(0, |s| s.1.recent_contacts as usize));
         let mut with_channel = 0;
         for (rank, (v, strategy, channel)) in candidates.into_iter().enumerate() {
             let status = match channel {
@@ -476,24 +656,26 @@ fn per_rule<T>(
 /// is sorted once and walked to give every vehicle its percentile rank, then the scores are
 /// sorted once and walked to give the ranks. (A binary search per vehicle and part misses
 /// the cache at nearly every step: 15 s for a million vehicles, against about 2 s this way.)
-fn rank_tier<'s, I>(
+/// Also returns each part's points and the scores' points.
+#[allow(clippy::type_complexity)]
+fn rank_tier(
     tier: &super::rules::Tier,
     features: &[usize],
-    population: &impl Fn() -> I,
-) -> Vec<(f64, u32)>
-where
-    I: Iterator<Item = &'s [Option<f64>]>,
-{
+    column: &impl Fn(usize) -> Vec<f64>,
+) -> (Vec<(f64, u32)>, Vec<(String, Points)>, Points) {
     let mut scores: Vec<f64> = Vec::new();
-    for (part, ((_, weight), &feature)) in tier.parts.iter().zip(features).enumerate() {
-        let mut values: Vec<(f64, u32)> = population()
+    let mut parts = Vec::new();
+    for (part, ((name, weight), &feature)) in tier.parts.iter().zip(features).enumerate() {
+        let mut values: Vec<(f64, u32)> = column(feature)
+            .into_iter()
             .enumerate()
-            .map(|(i, f)| {
-                let value = f.get(feature).copied().flatten().unwrap_or(MISSING);
-                (value, i as u32)
-            })
+            .map(|(i, value)| (value, i as u32))
             .collect();
         values.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        parts.push((
+            part_name(name),
+            Points::of_sorted(values.iter().map(|v| v.0)),
+        ));
         let n = values.len();
         if part == 0 {
             scores = vec![0.0; n];
@@ -504,7 +686,8 @@ where
                 below = k;
             }
             // SQL's PERCENT_RANK: the share of the others below; weighted terms are summed in
-            // the file's order, as SQL adds them, so the sums are the same to the last bit.
+            // the file's order, so the sums are the same to the last bit as a partial
+            // relabel's.
             let term = if n < 2 {
                 weight * 0.0
             } else {
@@ -521,6 +704,7 @@ where
         .map(|(i, s)| (*s, i as u32))
         .collect();
     order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let points = Points::of_sorted(order.iter().rev().map(|o| o.0));
     let mut ranked = vec![(0.0, 0); n];
     let mut start = 0;
     while start < n {
@@ -534,7 +718,7 @@ where
         }
         start = end;
     }
-    ranked
+    (ranked, parts, points)
 }
 
 #[cfg(test)]

@@ -1,31 +1,32 @@
-//! Relabelling: rules compiled to SQL and run by the database, for every vehicle or for the
-//! ones whose data changed.
+//! Relabelling, for every vehicle or for the ones whose data changed.
 //!
-//! A relabel runs in five reported steps of one transaction: profiles (the features), tier
-//! scores and tiers, label groups, strategies, and each vehicle's labels and first action in
-//! one row (what lists and exports read). Percentile tiers rank the whole population with window
-//! functions, and a full relabel keeps each distribution as rank points (`rank_points`); a
-//! partial relabel ranks its vehicles against those points with one index probe each, so its
-//! cost does not grow with the population. For the same data both give the same tier while a
-//! distribution has at most 4,096 distinct values, and within one in 4,096 of the population
-//! beyond. On PostgreSQL relabels run one at a time (`Isolation::Snapshot`).
+//! A relabel runs in four reported steps. The database builds the features (`profiles`, one
+//! set-based statement); the server reads them back and ranks the population's tier parts
+//! ([`Assigner::new`]), then assigns each customer's labels and ranked actions
+//! ([`Assigner::customer`]) as the rows stream past, and writes one `vehicle_labels` row per
+//! vehicle in one transaction: its labels, where each came from, and its actions. The words
+//! that explain them are stored once per rules file ([`Catalog`]).
+//!
+//! A full relabel keeps each tier distribution as rank points (`rank_points`); a partial one
+//! ranks its vehicles against them ([`Assigner::with_points`]), so its cost does not grow with
+//! the population. For the same data both give the same tier while a distribution has at most
+//! 4,096 distinct values, and within one in 4,096 of the population beyond.
 
-use super::features::{FEATURES, PROFILES_SQL, feature};
-use super::rules::{Condition, Rules};
-use crate::store::{Dialect, Isolation, Statement, Store, StoreError, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
+use super::catalog::Catalog;
+use super::features::{FEATURES, PROFILES_SQL};
+use super::rules::{CHANNELS, Rules};
+use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tables {
     /// Features.
     pub profiles: &'static str,
-    /// Tier scores.
-    pub tier_scores: &'static str,
-    /// Labels.
-    pub labels: &'static str,
-    /// Next-best actions.
-    pub actions: &'static str,
-    /// Every vehicle's labels in one row.
+    /// Every vehicle's labels and actions in one row.
     pub vehicle_labels: &'static str,
     /// The distributions a partial relabel ranks against.
     pub rank_points: &'static str,
@@ -34,9 +35,6 @@ pub struct Tables {
 /// The tables in force.
 pub const LIVE: Tables = Tables {
     profiles: "profiles",
-    tier_scores: "tier_scores",
-    labels: "labels",
-    actions: "actions",
     vehicle_labels: "vehicle_labels",
     rank_points: "rank_points",
 };
@@ -44,9 +42,6 @@ pub const LIVE: Tables = Tables {
 /// The shadow tables of `rules check`.
 pub const PREVIEW: Tables = Tables {
     profiles: "preview_profiles",
-    tier_scores: "preview_tier_scores",
-    labels: "preview_labels",
-    actions: "preview_actions",
     vehicle_labels: "preview_vehicle_labels",
     rank_points: "preview_rank_points",
 };
@@ -121,14 +116,6 @@ pub struct Step {
     pub seconds: f64,
 }
 
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn json_text(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 /// The SQL condition selecting the vehicles in scope, on a column `column`, with its parameter
 /// (numbered `$n`).
 fn scope_sql(scope: &Scope, column: &str, n: usize) -> (String, Vec<Value>) {
@@ -164,45 +151,8 @@ fn real(dialect: Dialect) -> &'static str {
     }
 }
 
-/// A label's evidence as SQL text building JSON: the features the rule read, their values.
-fn evidence(condition: &Condition, why: &str) -> String {
-    let mut parts = vec![format!(
-        "'{{\"why\":\"{}\"'",
-        json_text(why).replace('\'', "''")
-    )];
-    for name in &condition.features {
-        let is_text = feature(name).is_some_and(|f| f.text);
-        let value = if is_text {
-            format!("COALESCE('\"' || p.{name} || '\"', 'null')")
-        } else {
-            format!("COALESCE(CAST(p.{name} AS TEXT), 'null')")
-        };
-        parts.push(format!("',\"{name}\":' || {value}"));
-    }
-    parts.push("'}'".to_owned());
-    parts.join(" || ")
-}
-
-/// A condition as SQL over features in `alias`, with labelling-time values filled in; with
-/// `labels`, label names are columns of `alias` too (strategies), else errors (labels).
-fn condition_sql(condition: &Condition, day: Day, alias: &str, labels: bool) -> String {
-    condition
-        .sql(&mut |name| {
-            Ok(match name {
-                "today" => day.number.to_string(),
-                "current_month" => day.month.to_string(),
-                "current_year" => day.year.to_string(),
-                name if feature(name).is_some() => format!("{alias}.{name}"),
-                // Strategies only: labels were checked at load.
-                name if labels => format!("{alias}.{name}"),
-                name => return Err(format!("unknown name {name}")),
-            })
-        })
-        .unwrap_or_else(|_| "(1 = 0)".to_owned())
-}
-
 /// Step 1: profiles.
-fn profile_statements(
+pub fn profile_statements(
     rules: &Rules,
     t: &Tables,
     dialect: Dialect,
@@ -238,451 +188,450 @@ fn profile_statements(
     vec![delete_from(t.profiles, scope), Statement::new(sql, all)]
 }
 
-/// Most rank points kept per distribution.
-const RANK_POINTS: usize = 4096;
-
 /// The value of the rank point that holds a distribution's size.
-const SIZE_POINT: &str = "1e308";
+const SIZE_POINT: f64 = 1e308;
 
-/// Writes the rank points of the values of `expr` in `from` (with `where_` applied) under
-/// `name`: every distinct value while there are at most [`RANK_POINTS`] of them, else every
-/// k-th, each with how many rows are below it, and the size at [`SIZE_POINT`].
-fn rank_points(table: &str, name: &str, expr: &str, from: &str, where_: &str) -> Statement {
-    let name = sql_text(name);
-    Statement::new(
-        format!(
-            "INSERT INTO {table} (name, value, below) \
-             SELECT {name}, v, below FROM ( \
-               SELECT v, below, ROW_NUMBER() OVER (ORDER BY v) AS i, COUNT(*) OVER () AS m FROM ( \
-                 SELECT v, CAST(SUM(c) OVER (ORDER BY v) - c AS BIGINT) AS below FROM ( \
-                   SELECT {expr} AS v, COUNT(*) AS c FROM {from} WHERE {where_} GROUP BY 1) g) d) s \
-             WHERE m <= {RANK_POINTS} OR (i - 1) % (m / {RANK_POINTS} + 1) = 0 \
-             UNION ALL SELECT {name}, {SIZE_POINT}, COUNT(*) FROM {from} WHERE {where_}"
-        ),
-        vec![],
-    )
-}
+/// The columns of a `vehicle_labels` row, with their PostgreSQL types. `labels` holds the
+/// vehicle's `group=value` pairs sorted by group and value, separated by single spaces;
+/// `sources` where each came from, in the same order ([`super::assign::Source::encode`]);
+/// `actions` its ranked actions as `rank/strategy/channel/status` (channel `-` without one),
+/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for.
+const VEHICLE_LABELS: [(&str, &str); 9] = [
+    ("vin", "text"),
+    ("labels", "text"),
+    ("sources", "text"),
+    ("actions", "text"),
+    ("first_strategy", "text"),
+    ("first_channel", "text"),
+    ("first_status", "text"),
+    ("labelled_day", "bigint"),
+    ("rules", "text"),
+];
 
-/// SQL for how many of the last full relabel's population were below `value` in the
-/// distribution `name`, and the population's size. Exact while a distribution has at most
-/// [`RANK_POINTS`] distinct values; beyond, it errs up by at most one in 4,096 of the
-/// population.
-fn below_sql(table: &str, name: &str, value: &str) -> (String, String) {
-    let name = sql_text(name);
-    (
-        format!(
-            "(SELECT below FROM {table} WHERE name = {name} AND value >= {value} ORDER BY value LIMIT 1)"
-        ),
-        format!("(SELECT below FROM {table} WHERE name = {name} AND value = {SIZE_POINT})"),
-    )
-}
-
-/// Step 2: tier scores and tier labels.
-///
-/// A full relabel ranks everyone with window functions and keeps the distributions as rank
-/// points; a partial one ranks its vehicles against those points: the population as of the last
-/// full relabel, the vehicle's own earlier values included, so its rank may differ from a full
-/// relabel's by one.
-fn tier_statements(
-    rules: &Rules,
-    t: &Tables,
-    dialect: Dialect,
-    scope: &Scope,
-    day: Day,
-) -> Vec<Statement> {
-    let (profiles, tier_scores, labels, points) =
-        (t.profiles, t.tier_scores, t.labels, t.rank_points);
-    // Every label of the vehicles in scope goes: the tiers and the groups write them anew in
-    // the same transaction.
-    let mut out = vec![delete_from(labels, scope), delete_from(tier_scores, scope)];
-    // A missing value ranks lowest.
-    let low = "-1e18";
-    if *scope == Scope::All {
-        out.insert(2, Statement::new(format!("DELETE FROM {points}"), vec![]));
-        let features: std::collections::BTreeSet<&str> = rules
-            .tiers
-            .iter()
-            .flat_map(|tier| tier.parts.iter().map(|(f, _)| *f))
-            .collect();
-        for feature in features {
-            out.push(rank_points(
-                points,
-                &format!("part:{feature}"),
-                &format!("COALESCE({feature}, {low})"),
-                profiles,
-                "1 = 1",
-            ));
-        }
-    }
-    for tier in &rules.tiers {
-        let group = sql_text(&tier.group);
-        let score = match scope {
-            Scope::All => {
-                let terms: Vec<String> = tier
-                    .parts
-                    .iter()
-                    .map(|(f, w)| {
-                        format!("({w}) * PERCENT_RANK() OVER (ORDER BY COALESCE({f}, {low}))")
-                    })
-                    .collect();
-                Statement::new(
-                    format!(
-                        "INSERT INTO {tier_scores} (vin, grp, score) SELECT vin, {group}, {} FROM {profiles}",
-                        terms.join(" + ")
-                    ),
-                    vec![],
-                )
-            }
-            _ => {
-                // PERCENT_RANK: the share of the others below, (below) / (n - 1); the
-                // vehicle's own earlier value may be among the points, hence the cap at n - 1.
-                let terms: Vec<String> = tier
-                    .parts
-                    .iter()
-                    .map(|(f, w)| {
-                        let (below, n) =
-                            below_sql(points, &format!("part:{f}"), &format!("COALESCE(p.{f}, {low})"));
-                        format!(
-                            "({w}) * COALESCE({}(COALESCE({below}, {n}), {n} - 1) * 1.0 / NULLIF({n} - 1, 0), 0)",
-                            dialect.least()
-                        )
-                    })
-                    .collect();
-                let (select, params) = scope_sql(scope, "p.vin", 1);
-                Statement::new(
-                    format!(
-                        "INSERT INTO {tier_scores} (vin, grp, score) SELECT p.vin, {group}, {} FROM {profiles} p WHERE {select}",
-                        terms.join(" + ")
-                    ),
-                    params,
-                )
-            }
-        };
-        out.push(score);
-        if *scope == Scope::All {
-            out.push(rank_points(
-                points,
-                &format!("tier:{}", tier.group),
-                "score",
-                tier_scores,
-                &format!("grp = {group}"),
-            ));
-        }
-        // Levels by position among the population, best first. A tie takes the position of
-        // its last member (r counts everyone scoring at least as much), so a level never holds
-        // more than its share: a crowd tied at zero is not "top 30 %".
-        let mut cumulative = 0;
-        let mut cases = Vec::new();
-        for (index, (value, share)) in tier.levels.iter().enumerate() {
-            cumulative += share;
-            if index + 1 == tier.levels.len() {
-                cases.push(format!("ELSE {}", sql_text(value)));
-            } else {
-                cases.push(format!(
-                    "WHEN r * 100 <= {cumulative} * n THEN {}",
-                    sql_text(value)
-                ));
-            }
-        }
-        let shares: Vec<String> = tier
-            .levels
-            .iter()
-            .map(|(v, s)| format!("{v} {s} %"))
-            .collect();
-        let rule = sql_text(&format!(
-            "percentile tier by {}: {}",
-            tier.description,
-            shares.join(", ")
-        ));
-        let ranked = match scope {
-            Scope::All => format!(
-                "SELECT vin, score, COUNT(*) OVER (ORDER BY score DESC) AS r, COUNT(*) OVER () AS n \
-                 FROM {tier_scores} WHERE grp = {group}"
-            ),
-            _ => {
-                let (select, _) = scope_sql(scope, "t.vin", 1);
-                // r counts everyone scoring at least as much, the vehicle itself included.
-                let (below, n) = below_sql(points, &format!("tier:{}", tier.group), "t.score");
-                format!(
-                    "SELECT t.vin, t.score, COALESCE({}(1, {n} - COALESCE({below}, {n})), 1) AS r, \
-                     COALESCE({n}, 1) AS n \
-                     FROM {tier_scores} t WHERE t.grp = {group} AND {select}",
-                    dialect.greatest()
-                )
-            }
-        };
-        let params = match scope {
-            Scope::All => vec![day.number.into()],
-            _ => {
-                let mut p = scope_sql(scope, "x", 1).1;
-                p.push(day.number.into());
-                p
-            }
-        };
-        let day_param = params.len();
-        out.push(Statement::new(
-            format!(
-                "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
-                 SELECT vin, {group}, CASE {} END, {rule}, \
-                 '{{\"score\":' || CAST(score AS TEXT) || ',\"rank\":' || CAST(r AS TEXT) || ',\"of\":' || CAST(n AS TEXT) || '}}', ${day_param} \
-                 FROM ({ranked}) ranked",
-                cases.join(" ")
-            ),
-            params,
-        ));
-    }
-    out
-}
-
-/// Step 3: label groups.
-fn group_statements(rules: &Rules, t: &Tables, scope: &Scope, day: Day) -> Vec<Statement> {
-    let (profiles, labels) = (t.profiles, t.labels);
-    let mut out = Vec::new();
-    let (select, params) = scope_sql(scope, "p.vin", 1);
-    let day_param = params.len() + 1;
-    let with_day = |mut p: Vec<Value>| {
-        p.push(day.number.into());
-        p
-    };
+/// The features `rules` read, tier parts and conditions alike, as indices into [`FEATURES`]
+/// (`energy`, the text one, is always read).
+fn used_features(rules: &Rules) -> Vec<usize> {
+    let mut names: Vec<&str> = rules
+        .tiers
+        .iter()
+        .flat_map(|t| t.parts.iter().map(|(f, _)| *f))
+        .collect();
     for group in &rules.groups {
-        let name = sql_text(&group.name);
-        if group.exclusive {
-            let mut values = Vec::new();
-            let mut texts = Vec::new();
-            let mut evidences = Vec::new();
-            for rule in &group.rules {
-                let when = condition_sql(&rule.when, day, "p", false);
-                values.push(format!("WHEN {when} THEN {}", sql_text(&rule.value)));
-                texts.push(format!("WHEN {when} THEN {}", sql_text(&rule.when.text)));
-                evidences.push(format!(
-                    "WHEN {when} THEN {}",
-                    evidence(&rule.when, &rule.explain)
-                ));
-            }
-            out.push(Statement::new(
-                format!(
-                    "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
-                     SELECT vin, {name}, value, rule, evidence, ${day_param} FROM ( \
-                     SELECT p.vin, CASE {} END AS value, CASE {} END AS rule, CASE {} END AS evidence \
-                     FROM {profiles} p WHERE {select}) x WHERE value IS NOT NULL",
-                    values.join(" "),
-                    texts.join(" "),
-                    evidences.join(" ")
-                ),
-                with_day(params.clone()),
-            ));
-        } else {
-            for rule in &group.rules {
-                out.push(Statement::new(
-                    format!(
-                        "INSERT INTO {labels} (vin, grp, value, rule, evidence, labelled_day) \
-                         SELECT p.vin, {name}, {}, {}, {}, ${day_param} FROM {profiles} p \
-                         WHERE {select} AND {} ON CONFLICT DO NOTHING",
-                        sql_text(&rule.value),
-                        sql_text(&rule.when.text),
-                        evidence(&rule.when, &rule.explain),
-                        condition_sql(&rule.when, day, "p", false),
-                    ),
-                    with_day(params.clone()),
-                ));
-            }
+        for rule in &group.rules {
+            names.extend(rule.when.features.iter().copied());
         }
     }
-    out
+    for strategy in &rules.strategies {
+        names.extend(strategy.when.features.iter().copied());
+    }
+    let mut used: Vec<usize> = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| *i > 0 && names.contains(&f.name))
+        .map(|(i, _)| i)
+        .collect();
+    used.dedup();
+    used
 }
 
-/// Step 4: strategies as ranked next-best actions.
-fn strategy_statements(
-    rules: &Rules,
-    t: &Tables,
-    dialect: Dialect,
-    scope: &Scope,
-    day: Day,
-) -> Vec<Statement> {
-    let (profiles, labels, actions) = (t.profiles, t.labels, t.actions);
-    let (select, params) = scope_sql(scope, "p.vin", 1);
-    let (pivot_scope, _) = scope_sql(scope, "vin", 1);
-    // The labels pivot to one row per vehicle as bit masks (62 labels to a mask): one
-    // aggregate per row instead of one per label value, which made the pivot the slowest part
-    // of a full relabel.
-    let values = rules.label_values();
-    let bit = |index: usize| (format!("l.m{}", index / 62), 1_i64 << (index % 62));
-    let aggregate = match dialect {
-        Dialect::Sqlite => "SUM",
-        Dialect::Postgres => "BIT_OR",
-    };
-    let mut masks = Vec::new();
-    for (chunk, pairs) in values.chunks(62).enumerate() {
-        let mut by_group: Vec<(&str, Vec<String>)> = Vec::new();
-        for (offset, (group, value)) in pairs.iter().enumerate() {
-            let when = format!(
-                "WHEN {} THEN {}",
-                sql_text(value),
-                bit(chunk * 62 + offset).1
+/// One customer's vehicles waiting for the rest of them (rows come in no particular order).
+type Waiting = HashMap<String, Vec<(usize, Subject)>>;
+
+/// What the second pass keeps while rows stream past.
+struct Pass {
+    assigner: Arc<Assigner>,
+    /// A vehicle's position in the first pass, for a full relabel.
+    positions: Option<HashMap<Box<str>, u32>>,
+    /// Customers with more than one vehicle in scope, and how many.
+    multi: HashMap<String, usize>,
+    waiting: Waiting,
+    features: Vec<usize>,
+    rows: Vec<Vec<Value>>,
+    day: i64,
+    fingerprint: String,
+}
+
+impl Pass {
+    fn row(&mut self, cells: &dyn Cells) -> Result<(), StoreError> {
+        let text = |i: usize| -> Result<Option<String>, StoreError> {
+            Ok(cells.text(i)?.map(|t| t.into_owned()))
+        };
+        let vin = text(0)?.ok_or_else(|| StoreError::Data("a profile without a VIN".into()))?;
+        let mut consents = [false; CHANNELS.len()];
+        for (c, consent) in consents.iter_mut().enumerate() {
+            *consent = cells.real(4 + c)? == Some(1.0);
+        }
+        let first = 4 + CHANNELS.len();
+        let mut features = vec![None; FEATURES.len()];
+        for (k, &index) in self.features.iter().enumerate() {
+            features[index] = cells.real(first + 1 + k)?;
+        }
+        let subject = Subject {
+            customer: text(1)?,
+            has_device: cells.real(2)? == Some(1.0),
+            recent_contacts: cells.real(3)?.unwrap_or(0.0) as u32,
+            energy: text(first)?,
+            features,
+            consents,
+            vin,
+        };
+        let position = match &self.positions {
+            Some(positions) => match positions.get(subject.vin.as_str()) {
+                Some(p) => *p as usize,
+                None => {
+                    return Err(StoreError::Data(format!(
+                        "vehicle {} appeared during the relabel; run it again",
+                        subject.vin
+                    )));
+                }
+            },
+            None => 0,
+        };
+        match subject
+            .customer
+            .as_ref()
+            .and_then(|c| self.multi.get(c).copied())
+        {
+            Some(count) => {
+                let customer = subject.customer.clone().unwrap_or_default();
+                let group = self.waiting.entry(customer.clone()).or_default();
+                group.push((position, subject));
+                if group.len() >= count
+                    && let Some(group) = self.waiting.remove(&customer)
+                {
+                    self.assign(&group);
+                }
+            }
+            None => self.assign(&[(position, subject)]),
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, group: &[(usize, Subject)]) {
+        let vehicles: Vec<(usize, &Subject)> = group.iter().map(|(p, s)| (*p, s)).collect();
+        let assigned = self.assigner.customer(&vehicles);
+        for ((_, subject), assigned) in group.iter().zip(assigned) {
+            let row = vehicle_row(
+                &self.assigner,
+                subject,
+                &assigned,
+                self.day,
+                &self.fingerprint,
             );
-            match by_group.iter_mut().find(|(g, _)| g == group) {
-                Some((_, whens)) => whens.push(when),
-                None => by_group.push((group, vec![when])),
-            }
-        }
-        let cases: Vec<String> = by_group
-            .iter()
-            .map(|(group, whens)| {
-                format!(
-                    "WHEN {} THEN CASE value {} ELSE 0 END",
-                    sql_text(group),
-                    whens.join(" ")
-                )
-            })
-            .collect();
-        masks.push(format!(
-            "{aggregate}(CAST(CASE grp {} ELSE 0 END AS BIGINT)) AS m{chunk}",
-            cases.join(" ")
-        ));
-    }
-    let pivot = format!(
-        "SELECT vin, {} FROM {labels} WHERE {pivot_scope} GROUP BY vin",
-        masks.join(", ")
-    );
-    let has = |index: usize| {
-        let (mask, bit) = bit(index);
-        format!("(({mask} & {bit}) <> 0)")
-    };
-    let mut label_columns = Vec::new();
-    for group in rules.exclusive_groups() {
-        let whens: Vec<String> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, (g, _))| *g == group)
-            .map(|(index, (_, value))| format!("WHEN {} THEN {}", has(index), sql_text(value)))
-            .collect();
-        label_columns.push(format!("CASE {} END AS {group}", whens.join(" ")));
-    }
-    for (index, (_, value)) in values.iter().enumerate() {
-        label_columns.push(format!("{} AS {value}", has(index)));
-    }
-    let settings = &rules.settings;
-    let room = format!(
-        "{} - (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id AND cr.sent_day > {})",
-        settings.max_contacts,
-        day.number - i64::from(settings.contact_period_days)
-    );
-    let mut channels: Vec<&str> = Vec::new();
-    for strategy in &rules.strategies {
-        for channel in &strategy.channels {
-            if !channels.contains(&channel.as_str()) {
-                channels.push(channel);
-            }
+            self.rows.push(row);
         }
     }
-    // Every strategy reads one row per vehicle holding its features, its labels as columns,
-    // its owner's consents and contact room: built once, then filtered per strategy.
-    let mut base_columns = vec!["p.*".to_owned(), format!("{room} AS room")];
-    base_columns.extend(
-        channels
-            .iter()
-            .map(|channel| format!("c.{channel}_opt_in AS {channel}_opt_in")),
-    );
-    base_columns.extend(label_columns);
-    let base = format!(
-        "SELECT {} FROM l JOIN {profiles} p ON p.vin = l.vin LEFT JOIN customers c ON c.id = p.customer_id \
-         WHERE {select}",
-        base_columns.join(", ")
-    );
-    let mut parts = Vec::new();
-    for strategy in &rules.strategies {
-        let channel: Vec<String> = strategy
-            .channels
-            .iter()
-            .map(|channel| {
-                let consent = format!("b.{channel}_opt_in");
-                let test = if channel == "push" {
-                    format!("b.device_id IS NOT NULL AND {consent}")
-                } else {
-                    consent
-                };
-                format!("WHEN {test} THEN {}", sql_text(channel))
-            })
-            .collect();
-        parts.push(format!(
-            "SELECT b.vin, b.customer_id, {} AS strategy, {} AS priority, CASE {} END AS channel, b.room, {} AS reason \
-             FROM b WHERE {}",
-            sql_text(&strategy.name),
-            strategy.priority,
-            channel.join(" "),
-            sql_text(&format!("{}: {}", strategy.title, strategy.when.text)),
-            condition_sql(&strategy.when, day, "b", true),
-        ));
+
+    /// Vehicles whose customer's other vehicles never came (their profiles went meanwhile).
+    fn finish(&mut self) {
+        let waiting: Vec<Vec<(usize, Subject)>> = self.waiting.drain().map(|(_, g)| g).collect();
+        for group in waiting {
+            self.assign(&group);
+        }
     }
-    let mut statements = vec![delete_from(actions, scope)];
-    if parts.is_empty() {
-        return statements;
-    }
-    let day_param = params.len() + 1;
-    let mut all = params;
-    all.push(day.number.into());
-    statements.push(Statement::new(
-        format!(
-            "INSERT INTO {actions} (vin, customer_id, strategy, priority, rank, channel, status, reason, labelled_day) \
-             WITH l AS ({pivot}), b AS MATERIALIZED ({base}) \
-             SELECT vin, customer_id, strategy, priority, rank, channel, \
-                 CASE WHEN channel IS NULL THEN 'no_channel' WHEN channel_rank <= room THEN 'planned' ELSE 'capped' END, \
-                 reason, ${day_param} \
-             FROM (SELECT a.*, \
-                 ROW_NUMBER() OVER (PARTITION BY COALESCE(a.customer_id, a.vin) ORDER BY a.priority DESC, a.strategy) AS rank, \
-                 ROW_NUMBER() OVER (PARTITION BY COALESCE(a.customer_id, a.vin), CASE WHEN a.channel IS NULL THEN 1 ELSE 0 END \
-                     ORDER BY a.priority DESC, a.strategy) AS channel_rank \
-                 FROM ({}) a) ranked",
-            parts.join(" UNION ALL ")
-        ),
-        all,
-    ));
-    statements
 }
 
-/// Step 5: each vehicle's labels and first action in one row, for lists and exports.
-fn list_statements(t: &Tables, dialect: Dialect, scope: &Scope) -> Vec<Statement> {
-    let (select, params) = scope_sql(scope, "vin", 1);
-    vec![
-        delete_from(t.vehicle_labels, scope),
-        Statement::new(
+/// A vehicle's `vehicle_labels` row ([`VEHICLE_LABELS`]).
+fn vehicle_row(
+    assigner: &Assigner,
+    subject: &Subject,
+    assigned: &Assigned,
+    day: i64,
+    fingerprint: &str,
+) -> Vec<Value> {
+    let values = assigner.label_values();
+    let mut labels: Vec<(&str, &str, String)> = assigned
+        .labels
+        .iter()
+        .filter_map(|l| {
+            let (group, value) = values.get(l.value)?;
+            Some((group.as_str(), value.as_str(), l.source.encode()))
+        })
+        .collect();
+    labels.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let strategies = &assigner.rules().strategies;
+    let actions: Vec<String> = assigned
+        .actions
+        .iter()
+        .map(|a| {
             format!(
-                "INSERT INTO {} (vin, labels, first_strategy, first_channel, first_status) \
-                 SELECT l.vin, l.labels, a.strategy, a.channel, a.status \
-                 FROM (SELECT vin, {}(grp || '=' || value, ' ' ORDER BY grp, value) AS labels \
-                       FROM {} WHERE {select} GROUP BY vin) l \
-                 LEFT JOIN {} a ON a.vin = l.vin AND a.rank = 1",
-                t.vehicle_labels,
-                dialect.string_agg(),
-                t.labels,
-                t.actions,
-            ),
-            params,
-        ),
+                "{}/{}/{}/{}",
+                a.rank,
+                strategies[a.strategy].name,
+                a.channel.map_or("-", |c| CHANNELS[c]),
+                a.status.as_str()
+            )
+        })
+        .collect();
+    let first = assigned.actions.first().filter(|a| a.rank == 1);
+    vec![
+        subject.vin.clone().into(),
+        labels
+            .iter()
+            .map(|(g, v, _)| format!("{g}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .into(),
+        labels
+            .iter()
+            .map(|(_, _, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .into(),
+        actions.join(" ").into(),
+        first.map_or(Value::Null, |a| strategies[a.strategy].name.clone().into()),
+        first
+            .and_then(|a| a.channel)
+            .map_or(Value::Null, |c| CHANNELS[c].into()),
+        first.map_or(Value::Null, |a| a.status.as_str().into()),
+        day.into(),
+        fingerprint.into(),
     ]
 }
 
-/// The statements of a relabel, step by step; all of them run in one transaction.
-pub fn plan(
+/// The rank points of the last full relabel, by name.
+async fn load_points(store: &Store, table: &str) -> Result<HashMap<String, Points>, StoreError> {
+    let mut points: HashMap<String, Points> = HashMap::new();
+    for row in store
+        .query(
+            format!("SELECT name, value, below FROM {table} ORDER BY name, value"),
+            vec![],
+        )
+        .await?
+    {
+        let name = row.first().and_then(Value::text).unwrap_or_default();
+        let value = row.get(1).and_then(Value::real).unwrap_or(0.0);
+        let below = row.get(2).and_then(Value::int).unwrap_or(0).max(0) as u64;
+        let entry = points.entry(name.to_owned()).or_default();
+        if value >= SIZE_POINT {
+            entry.size = below;
+        } else {
+            entry.values.push(value);
+            entry.below.push(below);
+        }
+    }
+    Ok(points)
+}
+
+/// Relabels into `tables` (the live ones, or a preview's shadow ones).
+pub async fn relabel_into(
+    store: &Store,
     rules: &Rules,
     t: &Tables,
-    dialect: Dialect,
     scope: &Scope,
     day: Day,
-) -> Vec<(&'static str, Vec<Statement>)> {
-    vec![
-        (
-            "profiles",
-            profile_statements(rules, t, dialect, scope, day),
-        ),
-        ("tiers", tier_statements(rules, t, dialect, scope, day)),
-        ("labels", group_statements(rules, t, scope, day)),
-        (
-            "strategies",
-            strategy_statements(rules, t, dialect, scope, day),
-        ),
-        ("label lists", list_statements(t, dialect, scope)),
-    ]
+    mut progress: impl FnMut(&Step),
+) -> Result<u64, StoreError> {
+    const STEPS: usize = 4;
+    let mut report = |number: usize, name: &'static str, rows: u64, started: std::time::Instant| {
+        progress(&Step {
+            number,
+            of: STEPS,
+            name,
+            rows,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    };
+    let dialect = store.dialect();
+
+    // 1. The features, in the database. On one snapshot: the scope (vehicles with new data)
+    // must not grow between the delete and the insert while ingest commits.
+    let started = std::time::Instant::now();
+    let affected = store
+        .execute_steps(
+            vec![profile_statements(rules, t, dialect, scope, day)],
+            Isolation::Snapshot,
+            |_, _, _| {},
+        )
+        .await?;
+    let vehicles = affected
+        .first()
+        .and_then(|s| s.get(1))
+        .copied()
+        .unwrap_or(0);
+    report(1, "profiles", vehicles, started);
+
+    // 2. The distributions: a full relabel ranks the population from its tier parts, a
+    // partial one ranks against the points the last full one kept.
+    let started = std::time::Instant::now();
+    let context: Context = [day.number, day.month, day.year];
+    let (assigner, positions) = if *scope == Scope::All {
+        let parts: Vec<usize> = {
+            let mut parts: Vec<usize> = rules
+                .tiers
+                .iter()
+                .flat_map(|t| t.parts.iter())
+                .filter_map(|(f, _)| FEATURES.iter().position(|x| x.name == *f))
+                .collect();
+            parts.sort_unstable();
+            parts.dedup();
+            parts
+        };
+        let columns: Vec<String> = parts.iter().map(|&i| FEATURES[i].name.to_owned()).collect();
+        let read = Arc::new(Mutex::new((
+            HashMap::<Box<str>, u32>::new(),
+            vec![Vec::<f64>::new(); parts.len()],
+        )));
+        let into = Arc::clone(&read);
+        store
+            .scan(
+                format!(
+                    "SELECT vin{} FROM {}",
+                    columns.iter().map(|c| format!(", {c}")).collect::<String>(),
+                    t.profiles
+                ),
+                vec![],
+                move |cells| {
+                    let mut guard = into
+                        .lock()
+                        .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?;
+                    let (positions, columns) = &mut *guard;
+                    let vin = cells.text(0)?.unwrap_or_default();
+                    let position = positions.len() as u32;
+                    positions.insert(vin.into(), position);
+                    for (k, column) in columns.iter_mut().enumerate() {
+                        column.push(rank_value(cells.real(1 + k)?));
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        let (positions, columns) = std::mem::take(
+            &mut *read
+                .lock()
+                .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?,
+        );
+        let assigner = Assigner::new(rules, context, |feature| {
+            parts
+                .iter()
+                .position(|&p| p == feature)
+                .map(|k| columns[k].clone())
+                .unwrap_or_default()
+        })
+        .map_err(StoreError::Data)?;
+        (assigner, Some(positions))
+    } else {
+        let points = load_points(store, t.rank_points).await?;
+        let assigner = Assigner::with_points(rules, context, &points).map_err(StoreError::Data)?;
+        (assigner, None)
+    };
+    report(
+        2,
+        "ranks",
+        positions.as_ref().map_or(0, |p| p.len() as u64),
+        started,
+    );
+
+    // 3. Labels and actions, customer by customer, as the profiles stream past.
+    let started = std::time::Instant::now();
+    let (select, params) = scope_sql(scope, "p.vin", 1);
+    let mut multi: HashMap<String, usize> = HashMap::new();
+    for row in store
+        .query(
+            format!(
+                "SELECT p.customer_id, COUNT(*) FROM {} p WHERE p.customer_id IS NOT NULL AND {select} \
+                 GROUP BY p.customer_id HAVING COUNT(*) > 1",
+                t.profiles
+            ),
+            params.clone(),
+        )
+        .await?
+    {
+        if let (Some(customer), Some(n)) = (row[0].text(), row[1].int()) {
+            multi.insert(customer.to_owned(), n as usize);
+        }
+    }
+    let features = used_features(rules);
+    let fingerprint = rules.fingerprint();
+    let assigner = Arc::new(assigner);
+    let pass = Arc::new(Mutex::new(Pass {
+        assigner: Arc::clone(&assigner),
+        positions,
+        multi,
+        waiting: HashMap::new(),
+        features: features.clone(),
+        rows: Vec::new(),
+        day: day.number,
+        fingerprint: fingerprint.clone(),
+    }));
+    let consents: Vec<String> = CHANNELS
+        .iter()
+        .map(|c| format!(", CASE WHEN c.{c}_opt_in THEN 1 ELSE 0 END"))
+        .collect();
+    let since = day.number - i64::from(rules.settings.contact_period_days);
+    let sql = format!(
+        "SELECT p.vin, p.customer_id, CASE WHEN p.device_id IS NULL THEN 0 ELSE 1 END, \
+         (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id AND cr.sent_day > {since})\
+         {}, p.energy{} \
+         FROM {} p LEFT JOIN customers c ON c.id = p.customer_id WHERE {select}",
+        consents.concat(),
+        features
+            .iter()
+            .map(|&i| format!(", p.{}", FEATURES[i].name))
+            .collect::<String>(),
+        t.profiles,
+    );
+    let into = Arc::clone(&pass);
+    store
+        .scan(sql, params, move |cells| {
+            into.lock()
+                .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?
+                .row(cells)
+        })
+        .await?;
+    let rows = {
+        let mut pass = pass
+            .lock()
+            .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?;
+        pass.finish();
+        std::mem::take(&mut pass.rows)
+    };
+    let labelled = rows.len() as u64;
+    report(3, "labels", labelled, started);
+
+    // 4. One transaction: readers see the old labels or the new ones, never half of each.
+    let started = std::time::Instant::now();
+    let mut statements = vec![delete_from(t.vehicle_labels, scope)];
+    statements.extend(insert_rows(
+        dialect,
+        t.vehicle_labels,
+        &VEHICLE_LABELS,
+        rows,
+    ));
+    if *scope == Scope::All {
+        statements.push(Statement::new(
+            format!("DELETE FROM {}", t.rank_points),
+            vec![],
+        ));
+        let mut points = Vec::new();
+        for (name, p) in assigner.distributions() {
+            for (value, below) in p.values.iter().zip(&p.below) {
+                points.push(vec![
+                    name.clone().into(),
+                    (*value).into(),
+                    (*below as i64).into(),
+                ]);
+            }
+            points.push(vec![name.into(), SIZE_POINT.into(), (p.size as i64).into()]);
+        }
+        statements.extend(insert_rows(
+            dialect,
+            t.rank_points,
+            &[("name", "text"), ("value", "float8"), ("below", "bigint")],
+            points,
+        ));
+    }
+    let catalog = serde_json::to_string(&Catalog::of(rules))
+        .map_err(|e| StoreError::Data(format!("the rules' catalog: {e}")))?;
+    statements.push(Statement::new(
+        "INSERT INTO rule_catalogs (fingerprint, catalog) VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING",
+        vec![fingerprint.into(), catalog.into()],
+    ));
+    store
+        .execute_steps(vec![statements], Isolation::Statement, |_, _, _| {})
+        .await?;
+    report(4, "write", labelled, started);
+    Ok(vehicles)
 }
 
 /// Relabels the vehicles in `scope` as of `day`, reporting each step.
@@ -736,56 +685,6 @@ impl LastFull {
             .set_meta(Self::KEY, &format!("{} {}", self.at_s, self.rules))
             .await
     }
-}
-
-/// Relabels into `tables` (the live ones, or a preview's shadow ones).
-pub async fn relabel_into(
-    store: &Store,
-    rules: &Rules,
-    t: &Tables,
-    scope: &Scope,
-    day: Day,
-    mut progress: impl FnMut(&Step),
-) -> Result<u64, StoreError> {
-    let steps = plan(rules, t, store.dialect(), scope, day);
-    let of = steps.len();
-    let names: Vec<&'static str> = steps.iter().map(|(name, _)| *name).collect();
-    let deletes: Vec<usize> = steps
-        .iter()
-        .map(|(_, statements)| {
-            statements
-                .iter()
-                .take_while(|s| s.sql.starts_with("DELETE"))
-                .count()
-        })
-        .collect();
-    let mut vehicles = 0;
-    // One transaction: readers see the old labels or the new ones, never half of each. On one
-    // snapshot: the scope (vehicles with new data) must not grow between a step's delete and
-    // a later step's insert while ingest commits.
-    store
-        .execute_steps(
-            steps
-                .into_iter()
-                .map(|(_, statements)| statements)
-                .collect(),
-            Isolation::Snapshot,
-            |index, affected, seconds| {
-                let rows: u64 = affected.iter().skip(deletes[index]).sum();
-                if index == 0 {
-                    vehicles = rows;
-                }
-                progress(&Step {
-                    number: index + 1,
-                    of,
-                    name: names[index],
-                    rows,
-                    seconds,
-                });
-            },
-        )
-        .await?;
-    Ok(vehicles)
 }
 
 /// Every feature name, for `rules features`.

@@ -5,8 +5,10 @@
 //! * [`engine`]: rules compiled to SQL; full and partial relabels.
 //! * [`eval`]: conditions evaluated in the server, one vehicle at a time, with SQL's meaning.
 //! * [`assign`]: a customer's labels and next-best actions from features and distributions.
+//! * [`catalog`]: the rules' words, by which stored labels and actions explain themselves.
 
 pub mod assign;
+pub mod catalog;
 pub mod engine;
 pub mod eval;
 pub mod features;
@@ -15,9 +17,45 @@ pub mod rules;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::store::{Store, StoreError, Value};
+use crate::store::{Store, StoreError};
 use engine::{Day, PREVIEW, Scope};
 use rules::Rules;
+
+/// The catalog of the rules with this fingerprint, as a relabel stored it; kept in memory
+/// once read (a vehicle's page reads it on every lookup, and catalogs never change).
+pub async fn catalog(
+    store: &Store,
+    fingerprint: &str,
+) -> Result<Option<std::sync::Arc<catalog::Catalog>>, StoreError> {
+    use std::sync::{Arc, LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<BTreeMap<String, Arc<catalog::Catalog>>>> =
+        LazyLock::new(Default::default);
+    if let Some(found) = CACHE.lock().ok().and_then(|c| c.get(fingerprint).cloned()) {
+        return Ok(Some(found));
+    }
+    let Some(text) = store
+        .query(
+            "SELECT catalog FROM rule_catalogs WHERE fingerprint = $1",
+            vec![fingerprint.into()],
+        )
+        .await?
+        .first()
+        .and_then(|row| row[0].text().map(str::to_owned))
+    else {
+        return Ok(None);
+    };
+    let catalog: catalog::Catalog = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Data(format!("the catalog of rules {fingerprint}: {e}")))?;
+    let catalog = Arc::new(catalog);
+    if let Ok(mut cache) = CACHE.lock() {
+        // A server meets a handful of rules files in its life; a bound all the same.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(fingerprint.to_owned(), Arc::clone(&catalog));
+    }
+    Ok(Some(catalog))
+}
 
 /// How a changed rules file would move customers between labels and strategies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,99 +79,76 @@ pub struct Change {
     pub lost: u64,
 }
 
-async fn counts(
-    store: &Store,
-    sql: &'static str,
-) -> Result<Vec<(String, String, u64)>, StoreError> {
-    Ok(store
-        .query(sql, vec![])
-        .await?
-        .into_iter()
-        .map(|row| {
-            (
-                row[0].text().unwrap_or_default().to_owned(),
-                row.get(1)
-                    .and_then(Value::text)
-                    .unwrap_or_default()
-                    .to_owned(),
-                row.last().and_then(Value::int).unwrap_or(0) as u64,
-            )
-        })
-        .collect())
+impl Preview {
+    /// Counts one vehicle: its labels and strategies now (`old`) and under the new rules.
+    fn add(&mut self, old: Option<&catalog::Stored>, new: Option<&catalog::Stored>) {
+        let labels = |s: Option<&catalog::Stored>| -> std::collections::BTreeSet<(String, String)> {
+            s.map(|s| {
+                s.labels
+                    .iter()
+                    .map(|(g, v, _)| (g.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let strategies = |s: Option<&catalog::Stored>| -> std::collections::BTreeSet<String> {
+            s.map(|s| s.actions.iter().map(|a| a.strategy.clone()).collect())
+                .unwrap_or_default()
+        };
+        let (before, after) = (labels(old), labels(new));
+        for key in before.union(&after) {
+            let change = self.labels.entry(key.clone()).or_default();
+            count(change, before.contains(key), after.contains(key));
+        }
+        let (before, after) = (strategies(old), strategies(new));
+        for key in before.union(&after) {
+            let change = self.strategies.entry(key.clone()).or_default();
+            count(change, before.contains(key), after.contains(key));
+        }
+    }
 }
 
-/// Runs `rules` into the shadow tables and compares them with the labels in force.
+fn count(change: &mut Change, before: bool, after: bool) {
+    change.now += u64::from(before);
+    change.new += u64::from(after);
+    change.gained += u64::from(after && !before);
+    change.lost += u64::from(before && !after);
+}
+
+/// Runs `rules` into the shadow tables and compares them with the labels in force, vehicle
+/// by vehicle in one pass over both.
 pub async fn preview(store: &Store, rules: &Rules, day: Day) -> Result<Preview, StoreError> {
     engine::relabel_into(store, rules, &PREVIEW, &Scope::All, day, |_| {}).await?;
-    let mut preview = Preview::default();
-    for (group, value, n) in counts(
-        store,
-        "SELECT grp, value, COUNT(*) FROM labels GROUP BY grp, value",
-    )
-    .await?
-    {
-        preview.labels.entry((group, value)).or_default().now = n;
-    }
-    for (group, value, n) in counts(
-        store,
-        "SELECT grp, value, COUNT(*) FROM preview_labels GROUP BY grp, value",
-    )
-    .await?
-    {
-        preview.labels.entry((group, value)).or_default().new = n;
-    }
-    for (group, value, n) in counts(
-        store,
-        "SELECT n.grp, n.value, COUNT(*) FROM preview_labels n LEFT JOIN labels o \
-         ON o.vin = n.vin AND o.grp = n.grp AND o.value = n.value WHERE o.vin IS NULL GROUP BY n.grp, n.value",
-    )
-    .await?
-    {
-        preview.labels.entry((group, value)).or_default().gained = n;
-    }
-    for (group, value, n) in counts(
-        store,
-        "SELECT o.grp, o.value, COUNT(*) FROM labels o LEFT JOIN preview_labels n \
-         ON o.vin = n.vin AND o.grp = n.grp AND o.value = n.value WHERE n.vin IS NULL GROUP BY o.grp, o.value",
-    )
-    .await?
-    {
-        preview.labels.entry((group, value)).or_default().lost = n;
-    }
-    for (strategy, _, n) in counts(
-        store,
-        "SELECT strategy, COUNT(*) FROM actions GROUP BY strategy",
-    )
-    .await?
-    {
-        preview.strategies.entry(strategy).or_default().now = n;
-    }
-    for (strategy, _, n) in counts(
-        store,
-        "SELECT strategy, COUNT(*) FROM preview_actions GROUP BY strategy",
-    )
-    .await?
-    {
-        preview.strategies.entry(strategy).or_default().new = n;
-    }
-    for (strategy, _, n) in counts(
-        store,
-        "SELECT n.strategy, COUNT(*) FROM preview_actions n LEFT JOIN actions o \
-         ON o.vin = n.vin AND o.strategy = n.strategy WHERE o.vin IS NULL GROUP BY n.strategy",
-    )
-    .await?
-    {
-        preview.strategies.entry(strategy).or_default().gained = n;
-    }
-    for (strategy, _, n) in counts(
-        store,
-        "SELECT o.strategy, COUNT(*) FROM actions o LEFT JOIN preview_actions n \
-         ON o.vin = n.vin AND o.strategy = n.strategy WHERE n.vin IS NULL GROUP BY o.strategy",
-    )
-    .await?
-    {
-        preview.strategies.entry(strategy).or_default().lost = n;
-    }
+    let preview = std::sync::Arc::new(std::sync::Mutex::new(Preview::default()));
+    let into = std::sync::Arc::clone(&preview);
+    store
+        .scan(
+            "SELECT n.labels, n.sources, n.actions, o.labels, o.sources, o.actions \
+             FROM preview_vehicle_labels n LEFT JOIN vehicle_labels o ON o.vin = n.vin \
+             UNION ALL SELECT NULL, NULL, NULL, o.labels, o.sources, o.actions FROM vehicle_labels o \
+             WHERE NOT EXISTS (SELECT 1 FROM preview_vehicle_labels n WHERE n.vin = o.vin)",
+            vec![],
+            move |cells| {
+                let stored = |first: usize| -> Result<Option<catalog::Stored>, StoreError> {
+                    let Some(labels) = cells.text(first)? else {
+                        return Ok(None);
+                    };
+                    let sources = cells.text(first + 1)?.unwrap_or_default();
+                    let actions = cells.text(first + 2)?.unwrap_or_default();
+                    Ok(Some(catalog::Stored::parse(&labels, &sources, &actions)))
+                };
+                let (new, old) = (stored(0)?, stored(3)?);
+                into.lock()
+                    .map_err(|_| StoreError::Worker("preview state poisoned".into()))?
+                    .add(old.as_ref(), new.as_ref());
+                Ok(())
+            },
+        )
+        .await?;
+    let preview = preview
+        .lock()
+        .map_err(|_| StoreError::Worker("preview state poisoned".into()))?
+        .clone();
     Ok(preview)
 }
 

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::access::Caller;
 use super::filter::{self, FilterError};
+use crate::labels::catalog::Stored;
 use crate::store::{Row, Store, StoreError, Value};
 
 /// Why a read failed.
@@ -313,7 +314,7 @@ impl Store {
         let mut all = vec![Value::from(vin)];
         all.append(&mut params);
         let by_vin = || vec![Value::from(vin)];
-        // One trip for the four: 64 clients' lookups spent much of their time handing
+        // One trip for the three: 64 clients' lookups spent much of their time handing
         // queries to the database's threads one at a time.
         let mut results = self
             .query_batch(vec![
@@ -324,11 +325,8 @@ impl Store {
                 ),
                 (FEATURES_SQL.as_str().into(), by_vin()),
                 (
-                    "SELECT grp, value, rule, evidence, labelled_day FROM labels WHERE vin = $1 ORDER BY grp, value".into(),
-                    by_vin(),
-                ),
-                (
-                    "SELECT strategy, priority, rank, channel, status, reason FROM actions WHERE vin = $1 ORDER BY rank".into(),
+                    "SELECT labels, sources, actions, labelled_day, rules FROM vehicle_labels WHERE vin = $1"
+                        .into(),
                     by_vin(),
                 ),
             ])
@@ -344,33 +342,63 @@ impl Store {
             .into_iter()
             .next()
             .map_or(serde_json::Value::Null, |row| features_json(&row));
-        let labels: Vec<LabelView> = next()
-            .iter()
-            .map(|row| LabelView {
-                group: text(row, 0),
-                value: text(row, 1),
-                rule: text(row, 2),
-                evidence: serde_json::from_str(&text(row, 3)).unwrap_or(serde_json::Value::Null),
-                labelled: day_text(row[4].int().unwrap_or(0)),
-            })
-            .collect();
-        let actions = next()
-            .iter()
-            .map(|row| ActionView {
-                strategy: text(row, 0),
-                priority: row[1].int().unwrap_or(0),
-                rank: row[2].int().unwrap_or(0),
-                channel: opt_text(row, 3),
-                status: text(row, 4),
-                reason: text(row, 5),
-            })
-            .collect();
+        let (labels, actions) = match next().into_iter().next() {
+            Some(row) => self.explained(&row, &features).await?,
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(Some(VehicleDetail {
             vehicle: summary,
             features,
             labels,
             actions,
         }))
+    }
+
+    /// A `vehicle_labels` row's labels with their explanations and its actions with their
+    /// reasons, in the words of the rules that gave them (their catalog) and with the values of
+    /// the vehicle's features.
+    async fn explained(
+        &self,
+        row: &Row,
+        features: &serde_json::Value,
+    ) -> Result<(Vec<LabelView>, Vec<ActionView>), StoreError> {
+        let stored = Stored::parse(&text(row, 0), &text(row, 1), &text(row, 2));
+        let labelled = day_text(row[3].int().unwrap_or(0));
+        let catalog = crate::labels::catalog(self, &text(row, 4)).await?;
+        let feature = |name: &str| features.get(name).cloned().unwrap_or_default();
+        let labels = stored
+            .labels
+            .into_iter()
+            .map(|(group, value, source)| {
+                let (rule, evidence) = match (&catalog, source) {
+                    (Some(catalog), Some(source)) => catalog.explain(&group, &source, &feature),
+                    _ => (String::new(), serde_json::Value::Null),
+                };
+                LabelView {
+                    group,
+                    value,
+                    rule,
+                    evidence,
+                    labelled: labelled.clone(),
+                }
+            })
+            .collect();
+        let actions = stored
+            .actions
+            .into_iter()
+            .map(|action| {
+                let entry = catalog.as_ref().and_then(|c| c.strategy(&action.strategy));
+                ActionView {
+                    priority: entry.map_or(0, |e| e.priority),
+                    reason: entry.map(|e| e.reason.clone()).unwrap_or_default(),
+                    strategy: action.strategy,
+                    rank: action.rank,
+                    channel: action.channel,
+                    status: action.status,
+                }
+            })
+            .collect();
+        Ok((labels, actions))
     }
 
     /// Customers the caller may see, filtered by their vehicles' labels.
@@ -534,20 +562,36 @@ impl Store {
         if exists.is_empty() {
             return Ok(None);
         }
-        let mut groups: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for row in self
-            .query(
-                "SELECT l.grp, l.value, COUNT(*) FROM labels l JOIN vehicles v ON v.vin = l.vin \
-                 WHERE v.store_id = $1 GROUP BY l.grp, l.value ORDER BY l.grp, l.value",
-                vec![store_id.into()],
-            )
-            .await?
-        {
-            groups
-                .entry(text(&row, 0))
-                .or_default()
-                .insert(text(&row, 1), row[2].int().unwrap_or(0));
-        }
+        // Counted here from each vehicle's row of labels, read in one pass.
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<
+            String,
+            BTreeMap<String, i64>,
+        >::new()));
+        let into = std::sync::Arc::clone(&counts);
+        self.scan(
+            "SELECT vl.labels FROM vehicles v JOIN vehicle_labels vl ON vl.vin = v.vin WHERE v.store_id = $1",
+            vec![store_id.into()],
+            move |cells| {
+                let labels = cells.text(0)?.unwrap_or_default();
+                let mut counts = into
+                    .lock()
+                    .map_err(|_| StoreError::Worker("distribution state poisoned".into()))?;
+                for (group, value) in labels.split(' ').filter_map(|l| l.split_once('=')) {
+                    *counts
+                        .entry(group.to_owned())
+                        .or_default()
+                        .entry(value.to_owned())
+                        .or_default() += 1;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let groups = std::mem::take(
+            &mut *counts
+                .lock()
+                .map_err(|_| StoreError::Worker("distribution state poisoned".into()))?,
+        );
         Ok(Some(groups))
     }
 
@@ -595,19 +639,24 @@ impl Store {
 
     /// The label groups in use, for export columns.
     pub async fn label_groups(&self) -> Result<Vec<String>, StoreError> {
-        // One index probe per group (`labels_by_value` starts with the group): `DISTINCT`
-        // read all of a million vehicles' labels before an export's first byte.
-        Ok(self
-            .query(
-                "WITH RECURSIVE g (grp) AS (SELECT MIN(grp) FROM labels \
-                 UNION ALL SELECT (SELECT MIN(l.grp) FROM labels l WHERE l.grp > g.grp) FROM g WHERE g.grp IS NOT NULL) \
-                 SELECT grp FROM g WHERE grp IS NOT NULL ORDER BY grp",
-                vec![],
-            )
+        // The groups of the rules that labelled everyone last (or, before any full relabel,
+        // of the rules that labelled some vehicle): every group is a column, even one that no
+        // vehicle has a label of.
+        let fingerprint = match crate::labels::engine::LastFull::load(self).await? {
+            Some(last) => Some(last.rules),
+            None => self
+                .query("SELECT rules FROM vehicle_labels LIMIT 1", vec![])
+                .await?
+                .first()
+                .map(|row| text(row, 0)),
+        };
+        let Some(fingerprint) = fingerprint else {
+            return Ok(Vec::new());
+        };
+        Ok(crate::labels::catalog(self, &fingerprint)
             .await?
-            .iter()
-            .map(|row| text(row, 0))
-            .collect())
+            .map(|c| c.group_names())
+            .unwrap_or_default())
     }
 
     /// The query of an export: every vehicle in the caller's scope that matches the filter,

@@ -98,10 +98,97 @@ fn owned_text(row: &Row, i: usize) -> String {
         .to_owned()
 }
 
+/// Statements inserting `rows` into `table`, whose `columns` are given with their PostgreSQL
+/// types: multi-row `VALUES` of up to 500 rows on SQLite (within its limit of host
+/// parameters), `INSERT ... SELECT * FROM UNNEST($1::type[], ...)` of up to 10,000 rows on
+/// PostgreSQL, where each statement costs a round trip and a parse.
+pub(crate) fn insert_rows(
+    dialect: Dialect,
+    table: &str,
+    columns: &[(&str, &str)],
+    rows: Vec<Vec<Value>>,
+) -> Vec<Statement> {
+    let names = columns
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = Vec::new();
+    match dialect {
+        Dialect::Sqlite => {
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<Vec<Value>> = rows.by_ref().take(500).collect();
+                let tuples: Vec<String> = (0..chunk.len())
+                    .map(|r| {
+                        let first = r * columns.len() + 1;
+                        format!(
+                            "({})",
+                            (first..first + columns.len())
+                                .map(|i| format!("${i}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                    .collect();
+                out.push(Statement::new(
+                    format!("INSERT INTO {table} ({names}) VALUES {}", tuples.join(", ")),
+                    chunk.into_iter().flatten().collect(),
+                ));
+            }
+        }
+        Dialect::Postgres => {
+            let arrays = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO {table} ({names}) SELECT * FROM UNNEST({arrays})");
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let mut arrays: Vec<Vec<Value>> = vec![Vec::new(); columns.len()];
+                for row in rows.by_ref().take(10_000) {
+                    for (array, value) in arrays.iter_mut().zip(row) {
+                        array.push(value);
+                    }
+                }
+                out.push(Statement::new(
+                    sql.clone(),
+                    arrays.into_iter().map(Value::Array).collect(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A result row read in place: a back-end's values lent to an [`Encode`] without copies.
 pub trait Cells {
     /// Column `index` as text; `None` when it is NULL. Numbers come as their decimal text.
     fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError>;
+    /// Column `index` as a number; `None` when it is NULL. Text is an error.
+    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
+        match self.text(index)? {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                StoreError::Data(format!("column {index} holds {text:?}, not a number"))
+            }),
+        }
+    }
+}
+
+/// An [`Encode`] that hands each row to a function and encodes nothing: [`Store::scan`].
+struct Each<F>(F);
+
+impl<F: FnMut(&dyn Cells) -> Result<(), StoreError> + Send> Encode for Each<F> {
+    fn row(&mut self, cells: &dyn Cells) -> Result<(), StoreError> {
+        (self.0)(cells)
+    }
+
+    fn take(&mut self, _: usize) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Turns query rows into bytes (CSV, NDJSON...) for [`Backend::query_encoded`].
@@ -326,7 +413,7 @@ pub struct Store {
 }
 
 /// The schema's versions, in order.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "labels", include_str!("migrations/0002_labels.sql")),
     (3, "api_keys", include_str!("migrations/0003_api_keys.sql")),
@@ -344,6 +431,11 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         6,
         "device_collation",
         include_str!("migrations/0006_device_collation.sql"),
+    ),
+    (
+        7,
+        "assigned_labels",
+        include_str!("migrations/0007_assigned_labels.sql"),
     ),
 ];
 
@@ -432,6 +524,21 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.backend
             .query_encoded(sql.into(), params, encode, chunk, out)
+            .await
+    }
+
+    /// Runs a query and hands each row, in place, to `each`: millions of rows in flat memory
+    /// (what `each` keeps of them is its own affair). One statement, so one snapshot. Returns
+    /// the rows read.
+    pub(crate) async fn scan(
+        &self,
+        sql: impl Into<Cow<'static, str>>,
+        params: Vec<Value>,
+        each: impl FnMut(&dyn Cells) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<u64, StoreError> {
+        let (out, _open) = tokio::sync::mpsc::channel(1);
+        self.backend
+            .query_encoded(sql.into(), params, Box::new(Each(each)), usize::MAX, out)
             .await
     }
 
@@ -679,29 +786,58 @@ impl Store {
 
 /// Reading labels back, for the service layer and tests.
 impl Store {
-    /// `(vin, value)` of one label group.
-    pub async fn label_rows(&self, group: &str) -> Result<Vec<(String, String)>, StoreError> {
+    /// Every vehicle's stored labels and actions, by VIN.
+    pub async fn stored_labels(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::labels::catalog::Stored>, StoreError>
+    {
         Ok(self
             .query(
-                "SELECT vin, value FROM labels WHERE grp = $1 ORDER BY vin",
-                vec![group.into()],
+                "SELECT vin, labels, sources, actions FROM vehicle_labels",
+                vec![],
             )
             .await?
             .into_iter()
-            .map(|row| (owned_text(&row, 0), owned_text(&row, 1)))
+            .map(|row| {
+                let stored = crate::labels::catalog::Stored::parse(
+                    &owned_text(&row, 1),
+                    &owned_text(&row, 2),
+                    &owned_text(&row, 3),
+                );
+                (owned_text(&row, 0), stored)
+            })
+            .collect())
+    }
+
+    /// `(vin, value)` of one label group, by VIN.
+    pub async fn label_rows(&self, group: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .stored_labels()
+            .await?
+            .into_iter()
+            .flat_map(|(vin, stored)| {
+                stored
+                    .labels
+                    .into_iter()
+                    .filter(|(g, _, _)| g == group)
+                    .map(move |(_, value, _)| (vin.clone(), value))
+            })
             .collect())
     }
 
     /// `(group, value)` of one vehicle, sorted.
     pub async fn labels_of_vin(&self, vin: &str) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(self
+        let row = self
             .query(
-                "SELECT grp, value FROM labels WHERE vin = $1 ORDER BY grp, value",
+                "SELECT labels FROM vehicle_labels WHERE vin = $1",
                 vec![vin.into()],
             )
-            .await?
+            .await?;
+        let labels = row.first().map(|r| owned_text(r, 0)).unwrap_or_default();
+        Ok(crate::labels::catalog::Stored::parse(&labels, "", "")
+            .labels
             .into_iter()
-            .map(|row| (owned_text(&row, 0), owned_text(&row, 1)))
+            .map(|(g, v, _)| (g, v))
             .collect())
     }
 
@@ -726,16 +862,52 @@ impl Store {
             .collect())
     }
 
-    /// The evidence of a vehicle's label in `group`.
+    /// The evidence of a vehicle's label in `group`, as JSON text, rendered from the catalog
+    /// of the rules that gave it and the vehicle's features.
     pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
-        Ok(self
-            .query(
-                "SELECT evidence FROM labels WHERE vin = $1 AND grp = $2",
-                vec![vin.into(), group.into()],
-            )
+        use crate::labels::features::FEATURES;
+        let names: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
+        let mut results = self
+            .query_batch(vec![
+                (
+                    "SELECT labels, sources, rules FROM vehicle_labels WHERE vin = $1".into(),
+                    vec![vin.into()],
+                ),
+                (
+                    format!("SELECT {} FROM profiles WHERE vin = $1", names.join(", ")).into(),
+                    vec![vin.into()],
+                ),
+            ])
             .await?
-            .first()
-            .and_then(|row| row[0].text().map(str::to_owned))
+            .into_iter();
+        let (Some(row), profile) = (
+            results.next().unwrap_or_default().into_iter().next(),
+            results.next().unwrap_or_default().into_iter().next(),
+        ) else {
+            return Ok(String::new());
+        };
+        let stored =
+            crate::labels::catalog::Stored::parse(&owned_text(&row, 0), &owned_text(&row, 1), "");
+        let Some(catalog) = crate::labels::catalog(self, &owned_text(&row, 2)).await? else {
+            return Ok(String::new());
+        };
+        let feature = |name: &str| -> serde_json::Value {
+            let value = names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| profile.as_ref().and_then(|p| p.get(i)));
+            match value {
+                Some(Value::Text(text)) => text.clone().into(),
+                Some(other) => other.real().map_or(serde_json::Value::Null, Into::into),
+                None => serde_json::Value::Null,
+            }
+        };
+        Ok(stored
+            .labels
+            .iter()
+            .find(|(g, _, _)| g == group)
+            .and_then(|(g, _, source)| Some(catalog.explain(g, source.as_ref()?, &feature).1))
+            .map(|evidence| evidence.to_string())
             .unwrap_or_default())
     }
 
@@ -744,35 +916,42 @@ impl Store {
         &self,
         group: &str,
     ) -> Result<std::collections::BTreeMap<String, f64>, StoreError> {
+        use crate::labels::assign::Source;
         Ok(self
-            .query(
-                "SELECT vin, score FROM tier_scores WHERE grp = $1",
-                vec![group.into()],
-            )
+            .stored_labels()
             .await?
             .into_iter()
-            .map(|row| (owned_text(&row, 0), row[1].real().unwrap_or(f64::NAN)))
+            .filter_map(|(vin, stored)| {
+                stored
+                    .labels
+                    .into_iter()
+                    .find_map(|(g, _, source)| match source {
+                        Some(Source::Tier { score, .. }) if g == group => {
+                            Some((vin.clone(), score))
+                        }
+                        _ => None,
+                    })
+            })
             .collect())
     }
 
-    /// Every action as `(vin, strategy, rank, (channel, status))`.
+    /// Every action as `(vin, strategy, rank, (channel, status))`, by VIN and rank.
     pub async fn action_rows(
         &self,
     ) -> Result<Vec<(String, String, i64, (String, String))>, StoreError> {
         Ok(self
-            .query(
-                "SELECT vin, strategy, rank, channel, status FROM actions ORDER BY vin, rank",
-                vec![],
-            )
+            .stored_labels()
             .await?
             .into_iter()
-            .map(|row| {
-                (
-                    owned_text(&row, 0),
-                    owned_text(&row, 1),
-                    row[2].int().unwrap_or(0),
-                    (owned_text(&row, 3), owned_text(&row, 4)),
-                )
+            .flat_map(|(vin, stored)| {
+                stored.actions.into_iter().map(move |a| {
+                    (
+                        vin.clone(),
+                        a.strategy,
+                        a.rank,
+                        (a.channel.unwrap_or_default(), a.status),
+                    )
+                })
             })
             .collect())
     }

@@ -329,4 +329,23 @@ impl Cells for PgCells<'_> {
             }
         })
     }
+
+    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
+        let ty = self.0.columns().get(index).map(|c| c.type_().clone());
+        Ok(match ty {
+            Some(tokio_postgres::types::Type::FLOAT8) => self.0.try_get::<_, Option<f64>>(index)?,
+            Some(tokio_postgres::types::Type::INT8) => {
+                self.0.try_get::<_, Option<i64>>(index)?.map(|v| v as f64)
+            }
+            Some(tokio_postgres::types::Type::INT4) => {
+                self.0.try_get::<_, Option<i32>>(index)?.map(f64::from)
+            }
+            _ => match Value::from_pg(self.0, index)? {
+                Value::Null => None,
+                other => Some(other.real().ok_or_else(|| {
+                    StoreError::Data(format!("column {index} is {other:?}, not a number"))
+                })?),
+            },
+        })
+    }
 }

@@ -368,6 +368,19 @@ impl Cells for SqliteCells<'_> {
             },
         )
     }
+
+    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
+        use rusqlite::types::ValueRef;
+        match self.row.get_ref(index).map_err(|e| self.db.error(e))? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(v) => Ok(Some(v as f64)),
+            ValueRef::Real(v) => Ok(Some(v)),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Err(StoreError::Data(format!(
+                "column {index} holds {:?}, not a number",
+                String::from_utf8_lossy(t)
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

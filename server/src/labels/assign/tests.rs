@@ -1,5 +1,7 @@
 //! Assignment on plain data, and against the SQL engine on a generated population.
 
+mod oracle;
+
 use std::collections::BTreeMap;
 
 use super::*;
@@ -77,14 +79,11 @@ fn ten_customers_split_three_four_three_and_strategies_rank_and_cap() {
     let subjects: Vec<Subject> = (0..10)
         .map(|i| subject(&format!("v{i}"), f64::from(i) * 100.0, f64::from(i) * 120.0))
         .collect();
-    let assigner = Assigner::new(&rules, [20_000, 6, 2026], || {
-        subjects.iter().map(|s| s.features.as_slice())
-    })
-    .unwrap();
+    let assigner = Assigner::new(&rules, [20_000, 6, 2026], |f| column(&subjects, f)).unwrap();
     let tiers: Vec<String> = subjects
         .iter()
         .enumerate()
-        .map(|(i, s)| names(&rules, &assigner.customer(i, std::slice::from_ref(s))[0])[0].clone())
+        .map(|(i, s)| names(&rules, &assigner.customer(&[(i, s)])[0])[0].clone())
         .collect();
     assert_eq!(
         tiers,
@@ -94,7 +93,7 @@ fn ten_customers_split_three_four_three_and_strategies_rank_and_cap() {
     );
     // v9: high, far and busy. "check" (20) ranks above "thanks" (10), but push has no
     // consent and "check" gets no channel; "thanks" goes by SMS, within the cap of one.
-    let v9 = &assigner.customer(9, std::slice::from_ref(&subjects[9]))[0];
+    let v9 = &assigner.customer(&[(9, &subjects[9])])[0];
     assert_eq!(names(&rules, v9), ["high", "far", "busy"]);
     let tier = &v9.labels[0].source;
     assert_eq!(
@@ -127,7 +126,7 @@ fn ten_customers_split_three_four_three_and_strategies_rank_and_cap() {
     for s in &mut pair {
         s.customer = Some("fleet".into());
     }
-    let both = assigner.customer(8, &pair);
+    let both = assigner.customer(&[(8, &pair[0]), (9, &pair[1])]);
     let statuses: Vec<(usize, Status)> = both
         .iter()
         .flat_map(|a| a.actions.iter().map(|x| (x.rank, x.status)))
@@ -236,15 +235,21 @@ async fn the_assigner_agrees_with_the_sql_engine() {
         })
         .collect();
     assert_eq!(subjects.len(), 3_000);
-    let assigner = Assigner::new(&rules, [day.number, day.month, day.year], || {
-        subjects.iter().map(|s| s.features.as_slice())
+    let assigner = Assigner::new(&rules, [day.number, day.month, day.year], |f| {
+        column(&subjects, f)
     })
     .unwrap();
+    store.execute(oracle::create()).await.unwrap();
+    store
+        .execute(oracle::statements(&rules, store.dialect(), day))
+        .await
+        .unwrap();
+    let stored = store.stored_labels().await.unwrap();
 
     let mut sql_labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in store
         .query(
-            "SELECT vin, grp || '=' || value FROM labels ORDER BY vin, grp, value",
+            "SELECT vin, grp || '=' || value FROM oracle_labels ORDER BY vin, grp, value",
             vec![],
         )
         .await
@@ -260,7 +265,7 @@ async fn the_assigner_agrees_with_the_sql_engine() {
         BTreeMap::new();
     for row in store
         .query(
-            "SELECT vin, grp || '=' || value, rule, evidence FROM labels",
+            "SELECT vin, grp || '=' || value, rule, evidence FROM oracle_labels",
             vec![],
         )
         .await
@@ -281,7 +286,7 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     for row in store
         .query(
             "SELECT vin, strategy || ' ' || CAST(rank AS TEXT) || ' ' || COALESCE(channel, '-') \
-             || ' ' || status FROM actions ORDER BY vin, rank",
+             || ' ' || status FROM oracle_actions ORDER BY vin, rank",
             vec![],
         )
         .await
@@ -297,7 +302,7 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     let (mut labels_checked, mut actions_checked) = (0, 0);
     // One vehicle per customer in this population, so each is its own customer group.
     for (position, subject) in subjects.iter().enumerate() {
-        let assigned = &assigner.customer(position, std::slice::from_ref(subject))[0];
+        let assigned = &assigner.customer(&[(position, subject)])[0];
         let mut mine: Vec<String> = assigned
             .labels
             .iter()
@@ -341,7 +346,30 @@ async fn the_assigner_agrees_with_the_sql_engine() {
             subject.vin
         );
         actions_checked += actions.len();
+        // What the relabel stored for the vehicle is what the assigner gives here.
+        let row = &stored[&subject.vin];
+        let stored_labels: Vec<String> = row
+            .labels
+            .iter()
+            .map(|(g, v, _)| format!("{g}={v}"))
+            .collect();
+        assert_eq!(stored_labels, mine, "stored labels of {}", subject.vin);
+        let stored_actions: Vec<String> = row
+            .actions
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {} {}",
+                    a.strategy,
+                    a.rank,
+                    a.channel.as_deref().unwrap_or("-"),
+                    a.status
+                )
+            })
+            .collect();
+        assert_eq!(stored_actions, actions, "stored actions of {}", subject.vin);
     }
+    assert_eq!(stored.len(), subjects.len());
     // The population exercises every group: thousands of labels and actions compared.
     assert!(labels_checked > 20_000, "{labels_checked}");
     assert!(actions_checked > 3_000, "{actions_checked}");
