@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use drivetag_server::labels::engine::{Day, LIVE, Scope, profile_statements, relabel};
+use drivetag_server::labels::engine::{Day, Scope, relabel};
 use drivetag_server::labels::rules::Rules;
+use drivetag_server::store::Store;
 use drivetag_server::store::synthetic::{Size, populate};
-use drivetag_server::store::{Store, Value};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -40,26 +40,6 @@ struct Args {
     /// Keep the database afterwards.
     #[arg(long)]
     keep: bool,
-    /// Also write the SQL of the relabel's first step (the features), parameters inlined, to
-    /// this file (to time it in `sqlite3` or `psql` against a database kept with --keep).
-    #[arg(long)]
-    sql: Option<std::path::PathBuf>,
-}
-
-/// A parameter as an SQL literal.
-fn literal(value: &Value) -> String {
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Int(v) => v.to_string(),
-        Value::Real(v) => v.to_string(),
-        Value::Text(v) => format!("'{}'", v.replace('\'', "''")),
-        Value::Bool(v) => v.to_string(),
-        Value::Bytes(_) => "NULL".into(),
-        Value::Array(values) => format!(
-            "ARRAY[{}]",
-            values.iter().map(literal).collect::<Vec<_>>().join(", ")
-        ),
-    }
 }
 
 #[tokio::main]
@@ -103,18 +83,6 @@ async fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     let rules = Rules::defaults();
-    if let Some(path) = &args.sql {
-        let mut text = String::new();
-        for statement in profile_statements(&rules, &LIVE, store.dialect(), &Scope::All, today) {
-            let mut sql = statement.sql.to_string();
-            // Highest first, so $1 does not clobber $10.
-            for (index, value) in statement.params.iter().enumerate().rev() {
-                sql = sql.replace(&format!("${}", index + 1), &literal(value));
-            }
-            text.push_str(&format!("-- profiles\n{sql};\n"));
-        }
-        std::fs::write(path, text)?;
-    }
     for run in 1..=args.runs {
         let started = Instant::now();
         let vehicles = relabel(&store, &rules, &Scope::All, today, |step| {

@@ -15,9 +15,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::borrow::Cow;
+
 use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
-use super::features::{FEATURES, PROFILES_SQL};
+use super::features::{DayRow, FEATURES, Inputs};
 use super::rules::{CHANNELS, Rules};
 use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
 
@@ -144,50 +146,6 @@ fn delete_from(table: &str, scope: &Scope) -> Statement {
     }
 }
 
-fn real(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "REAL",
-        Dialect::Postgres => "DOUBLE PRECISION",
-    }
-}
-
-/// Step 1: profiles.
-pub fn profile_statements(
-    rules: &Rules,
-    t: &Tables,
-    dialect: Dialect,
-    scope: &Scope,
-    day: Day,
-) -> Vec<Statement> {
-    let (select, mut params) = scope_sql(scope, "v.vin", 5);
-    let mut all = vec![
-        day.number.into(),
-        day.year.into(),
-        rules.settings.service_interval_km.into(),
-        rules.settings.service_interval_months.into(),
-    ];
-    all.append(&mut params);
-    // The aggregates over visits, responses, days and places read only the vehicles in scope:
-    // a vehicle's partial relabel otherwise aggregated every vehicle's rows first (3.6-3.9 s
-    // at 1,000,000). A full relabel reads everything anyway, without the semi-joins.
-    let within = |column: &str, of: &str| match scope {
-        Scope::All => "1 = 1".to_owned(),
-        _ => {
-            let (inner, _) = scope_sql(scope, "v2.vin", 5);
-            format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})")
-        }
-    };
-    let sql = PROFILES_SQL
-        .replace("{real}", real(dialect))
-        .replace("{scope_vin}", &within("vin", "vin"))
-        .replace("{scope_customer}", &within("customer_id", "customer_id"))
-        .replace("{scope_device}", &within("device_id", "device_id"))
-        .replace("{scope_s_device}", &within("s.device_id", "device_id"))
-        .replace("{scope}", &select)
-        .replace("{profiles}", t.profiles);
-    vec![delete_from(t.profiles, scope), Statement::new(sql, all)]
-}
-
 /// The value of the rank point that holds a distribution's size.
 const SIZE_POINT: f64 = 1e308;
 
@@ -207,129 +165,6 @@ const VEHICLE_LABELS: [(&str, &str); 9] = [
     ("labelled_day", "bigint"),
     ("rules", "text"),
 ];
-
-/// The features `rules` read, tier parts and conditions alike, as indices into [`FEATURES`]
-/// (`energy`, the text one, is always read).
-fn used_features(rules: &Rules) -> Vec<usize> {
-    let mut names: Vec<&str> = rules
-        .tiers
-        .iter()
-        .flat_map(|t| t.parts.iter().map(|(f, _)| *f))
-        .collect();
-    for group in &rules.groups {
-        for rule in &group.rules {
-            names.extend(rule.when.features.iter().copied());
-        }
-    }
-    for strategy in &rules.strategies {
-        names.extend(strategy.when.features.iter().copied());
-    }
-    let mut used: Vec<usize> = FEATURES
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| *i > 0 && names.contains(&f.name))
-        .map(|(i, _)| i)
-        .collect();
-    used.dedup();
-    used
-}
-
-/// One customer's vehicles waiting for the rest of them (rows come in no particular order).
-type Waiting = HashMap<String, Vec<(usize, Subject)>>;
-
-/// What the second pass keeps while rows stream past.
-struct Pass {
-    assigner: Arc<Assigner>,
-    /// A vehicle's position in the first pass, for a full relabel.
-    positions: Option<HashMap<Box<str>, u32>>,
-    /// Customers with more than one vehicle in scope, and how many.
-    multi: HashMap<String, usize>,
-    waiting: Waiting,
-    features: Vec<usize>,
-    rows: Vec<Vec<Value>>,
-    day: i64,
-    fingerprint: String,
-}
-
-impl Pass {
-    fn row(&mut self, cells: &dyn Cells) -> Result<(), StoreError> {
-        let text = |i: usize| -> Result<Option<String>, StoreError> {
-            Ok(cells.text(i)?.map(|t| t.into_owned()))
-        };
-        let vin = text(0)?.ok_or_else(|| StoreError::Data("a profile without a VIN".into()))?;
-        let mut consents = [false; CHANNELS.len()];
-        for (c, consent) in consents.iter_mut().enumerate() {
-            *consent = cells.real(4 + c)? == Some(1.0);
-        }
-        let first = 4 + CHANNELS.len();
-        let mut features = vec![None; FEATURES.len()];
-        for (k, &index) in self.features.iter().enumerate() {
-            features[index] = cells.real(first + 1 + k)?;
-        }
-        let subject = Subject {
-            customer: text(1)?,
-            has_device: cells.real(2)? == Some(1.0),
-            recent_contacts: cells.real(3)?.unwrap_or(0.0) as u32,
-            energy: text(first)?,
-            features,
-            consents,
-            vin,
-        };
-        let position = match &self.positions {
-            Some(positions) => match positions.get(subject.vin.as_str()) {
-                Some(p) => *p as usize,
-                None => {
-                    return Err(StoreError::Data(format!(
-                        "vehicle {} appeared during the relabel; run it again",
-                        subject.vin
-                    )));
-                }
-            },
-            None => 0,
-        };
-        match subject
-            .customer
-            .as_ref()
-            .and_then(|c| self.multi.get(c).copied())
-        {
-            Some(count) => {
-                let customer = subject.customer.clone().unwrap_or_default();
-                let group = self.waiting.entry(customer.clone()).or_default();
-                group.push((position, subject));
-                if group.len() >= count
-                    && let Some(group) = self.waiting.remove(&customer)
-                {
-                    self.assign(&group);
-                }
-            }
-            None => self.assign(&[(position, subject)]),
-        }
-        Ok(())
-    }
-
-    fn assign(&mut self, group: &[(usize, Subject)]) {
-        let vehicles: Vec<(usize, &Subject)> = group.iter().map(|(p, s)| (*p, s)).collect();
-        let assigned = self.assigner.customer(&vehicles);
-        for ((_, subject), assigned) in group.iter().zip(assigned) {
-            let row = vehicle_row(
-                &self.assigner,
-                subject,
-                &assigned,
-                self.day,
-                &self.fingerprint,
-            );
-            self.rows.push(row);
-        }
-    }
-
-    /// Vehicles whose customer's other vehicles never came (their profiles went meanwhile).
-    fn finish(&mut self) {
-        let waiting: Vec<Vec<(usize, Subject)>> = self.waiting.drain().map(|(_, g)| g).collect();
-        for group in waiting {
-            self.assign(&group);
-        }
-    }
-}
 
 /// A vehicle's `vehicle_labels` row ([`VEHICLE_LABELS`]).
 fn vehicle_row(
@@ -413,6 +248,321 @@ async fn load_points(store: &Store, table: &str) -> Result<HashMap<String, Point
     Ok(points)
 }
 
+/// The columns of a `profiles` row, with their PostgreSQL types: the vehicle's keys, the
+/// labelling day, then every feature in the order of [`FEATURES`].
+static PROFILE_COLUMNS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        let mut columns = vec![
+            ("vin", "text"),
+            ("customer_id", "text"),
+            ("store_id", "bigint"),
+            ("fleet_id", "text"),
+            ("device_id", "text"),
+            ("labelled_day", "bigint"),
+        ];
+        columns.extend(
+            FEATURES
+                .iter()
+                .map(|f| (f.name, if f.text { "text" } else { "float8" })),
+        );
+        columns
+    });
+
+/// One vehicle as a relabel reads it.
+struct Vehicle {
+    vin: Box<str>,
+    customer: Option<Box<str>>,
+    store_id: Option<i64>,
+    fleet_id: Option<Box<str>>,
+    device_id: Option<Box<str>>,
+    consents: [bool; CHANNELS.len()],
+    inputs: Inputs,
+}
+
+/// Everything a relabel reads, by vehicle.
+#[derive(Default)]
+struct Gathered {
+    vehicles: Vec<Vehicle>,
+    by_vin: HashMap<Box<str>, u32>,
+    by_device: HashMap<Box<str>, u32>,
+    /// Per customer: campaigns sent up to the day, answered, and sent within the contact
+    /// period.
+    campaigns: HashMap<Box<str>, (i64, i64, i64)>,
+}
+
+impl Gathered {
+    fn by_vin(&mut self, vin: Option<Cow<'_, str>>) -> Option<&mut Vehicle> {
+        let position = *self.by_vin.get(vin?.as_ref())?;
+        self.vehicles.get_mut(position as usize)
+    }
+
+    fn by_device(&mut self, device: Option<Cow<'_, str>>) -> Option<&mut Vehicle> {
+        let position = *self.by_device.get(device?.as_ref())?;
+        self.vehicles.get_mut(position as usize)
+    }
+
+    /// A vehicle's features as of `day`.
+    fn features(&self, vehicle: &Vehicle, day: Day, rules: &Rules) -> Vec<Option<f64>> {
+        let mut inputs_campaigns = (0, 0);
+        if let Some((sent, answered, _)) = vehicle
+            .customer
+            .as_ref()
+            .and_then(|c| self.campaigns.get(c))
+        {
+            inputs_campaigns = (*sent, *answered);
+        }
+        let mut features = vehicle.inputs.features(
+            day.number,
+            day.year,
+            rules.settings.service_interval_km,
+            rules.settings.service_interval_months,
+            inputs_campaigns,
+        );
+        features[0] = None;
+        features
+    }
+}
+
+fn lock(state: &Mutex<Gathered>) -> Result<std::sync::MutexGuard<'_, Gathered>, StoreError> {
+    state
+        .lock()
+        .map_err(|_| StoreError::Worker("relabel state poisoned".into()))
+}
+
+fn int(cells: &dyn Cells, index: usize) -> Result<Option<i64>, StoreError> {
+    Ok(cells.real(index)?.map(|v| v as i64))
+}
+
+/// Reads the inputs of the vehicles in `scope`: the registry, then each table of the
+/// vehicles' history in one pass (visits before days: the km since a service count from it).
+async fn gather(
+    store: &Store,
+    scope: &Scope,
+    day: Day,
+    rules: &Rules,
+) -> Result<Gathered, StoreError> {
+    let state = Arc::new(Mutex::new(Gathered::default()));
+    let today = day.number;
+    let (select, params) = scope_sql(scope, "v.vin", 1);
+    let within = |column: &str, of: &str| -> (String, Vec<Value>) {
+        match scope {
+            Scope::All => ("1 = 1".to_owned(), vec![]),
+            _ => {
+                let (inner, params) = scope_sql(scope, "v2.vin", 1);
+                (
+                    format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})"),
+                    params,
+                )
+            }
+        }
+    };
+    let consents: String = CHANNELS
+        .iter()
+        .map(|c| format!(", CASE WHEN c.{c}_opt_in THEN 1 ELSE 0 END"))
+        .collect();
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT v.vin, v.customer_id, v.store_id, v.fleet_id, v.device_id, v.energy, v.price_class, \
+                 v.model_year, v.purchase_day, v.warranty_end_day, v.service_interval_km, \
+                 v.service_interval_months, c.birthday_month, c.referrals{consents} \
+                 FROM vehicles v LEFT JOIN customers c ON c.id = v.customer_id WHERE {select}"
+            ),
+            params,
+            move |cells| {
+                let text = |i: usize| -> Result<Option<Box<str>>, StoreError> {
+                    Ok(cells.text(i)?.map(|t| t.into()))
+                };
+                let mut consents = [false; CHANNELS.len()];
+                for (c, consent) in consents.iter_mut().enumerate() {
+                    *consent = int(cells, 14 + c)? == Some(1);
+                }
+                let mut inputs = Inputs::default();
+                inputs.energy = text(5)?.unwrap_or_default().into();
+                inputs.price_class = text(6)?.unwrap_or_default().into();
+                inputs.model_year = int(cells, 7)?.unwrap_or(0);
+                inputs.purchase_day = int(cells, 8)?;
+                inputs.warranty_end_day = int(cells, 9)?;
+                inputs.service_interval_km = int(cells, 10)?;
+                inputs.service_interval_months = int(cells, 11)?;
+                inputs.birthday_month = int(cells, 12)?;
+                inputs.referrals = int(cells, 13)?.unwrap_or(0);
+                let vehicle = Vehicle {
+                    vin: text(0)?.unwrap_or_default(),
+                    customer: text(1)?,
+                    store_id: int(cells, 2)?,
+                    fleet_id: text(3)?,
+                    device_id: text(4)?,
+                    consents,
+                    inputs,
+                };
+                let mut g = lock(&into)?;
+                let position = g.vehicles.len() as u32;
+                g.by_vin.insert(vehicle.vin.clone(), position);
+                if let Some(device) = &vehicle.device_id {
+                    g.by_device.insert(device.clone(), position);
+                }
+                g.vehicles.push(vehicle);
+                Ok(())
+            },
+        )
+        .await?;
+
+    let (scope_vin, params) = within("vin", "vin");
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT vin, visit_day, spend_cents, kind, odometer_km FROM service_visits \
+                 WHERE visit_day <= {today} AND {scope_vin}"
+            ),
+            params,
+            move |cells| {
+                let (day, spend, odometer) = (int(cells, 1)?, int(cells, 2)?, int(cells, 4)?);
+                let kind = cells.text(3)?.map(|k| k.into_owned()).unwrap_or_default();
+                if let (Some(v), Some(day)) = (lock(&into)?.by_vin(cells.text(0)?), day) {
+                    v.inputs
+                        .visit(today, day, spend.unwrap_or(0), &kind, odometer);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+    let (scope_customer, params) = within("customer_id", "customer_id");
+    let since = today - i64::from(rules.settings.contact_period_days);
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT customer_id, sent_day, CASE WHEN responded THEN 1 ELSE 0 END \
+                 FROM campaign_responses WHERE {scope_customer}"
+            ),
+            params,
+            move |cells| {
+                let Some(customer) = cells.text(0)? else {
+                    return Ok(());
+                };
+                let (sent_day, responded) = (int(cells, 1)?, int(cells, 2)? == Some(1));
+                let mut g = lock(&into)?;
+                let entry = g.campaigns.entry(customer.into()).or_default();
+                if sent_day.is_some_and(|d| d <= today) {
+                    entry.0 += 1;
+                    entry.1 += i64::from(responded);
+                }
+                if sent_day.is_some_and(|d| d > since) {
+                    entry.2 += 1;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+    let (scope_device, params) = within("device_id", "device_id");
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!("SELECT device_id, odometer_m FROM reported_vehicles WHERE {scope_device}"),
+            params.clone(),
+            move |cells| {
+                let odometer = int(cells, 1)?;
+                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
+                    v.inputs.reported_odometer_m = odometer;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT device_id, local_day, distance_m, trips, long_trips, driving_s, moving_s, \
+                 night_pct, commute_trips, harsh_accel + harsh_brake + harsh_corner, overspeed_s, \
+                 score, odometer_m FROM days WHERE local_day <= {today} AND {scope_device}"
+            ),
+            params.clone(),
+            move |cells| {
+                let n = |i: usize| -> Result<i64, StoreError> { Ok(int(cells, i)?.unwrap_or(0)) };
+                let row = DayRow {
+                    local_day: n(1)?,
+                    distance_m: n(2)?,
+                    trips: n(3)?,
+                    long_trips: n(4)?,
+                    driving_s: n(5)?,
+                    moving_s: n(6)?,
+                    night_pct: n(7)?,
+                    commute_trips: n(8)?,
+                    harsh: n(9)?,
+                    overspeed_s: n(10)?,
+                    score: n(11)?,
+                    odometer_m: int(cells, 12)?,
+                };
+                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
+                    v.inputs.day(today, &row);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT device_id, from_local_day, store_id, home_distance_m FROM store_distances \
+                 WHERE {scope_device}"
+            ),
+            params.clone(),
+            move |cells| {
+                let (from, store_id, distance) = (int(cells, 1)?, int(cells, 2)?, int(cells, 3)?);
+                if let (Some(v), Some(from), Some(store_id), Some(distance)) = (
+                    lock(&into)?.by_device(cells.text(0)?),
+                    from,
+                    store_id,
+                    distance,
+                ) {
+                    let own = v.store_id;
+                    v.inputs.store_distance(from, store_id, distance, own);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+
+    let into = Arc::clone(&state);
+    store
+        .scan(
+            format!(
+                "SELECT device_id, kind, visits, last_local_day FROM poi_visits \
+                 WHERE last_local_day > {} AND {scope_device}",
+                today - 90
+            ),
+            params,
+            move |cells| {
+                let kind = cells.text(1)?.map(|k| k.into_owned()).unwrap_or_default();
+                let (visits, last) = (int(cells, 2)?.unwrap_or(0), int(cells, 3)?.unwrap_or(0));
+                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
+                    v.inputs.poi(today, &kind, visits, last);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    let gathered = std::mem::take(&mut *lock(&state)?);
+    Ok(gathered)
+}
+
+/// Rows per statement of a relabel's write.
+fn chunk_rows(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Sqlite => 500,
+        Dialect::Postgres => 5_000,
+    }
+}
+
 /// Relabels into `tables` (the live ones, or a preview's shadow ones).
 pub async fn relabel_into(
     store: &Store,
@@ -422,7 +572,7 @@ pub async fn relabel_into(
     day: Day,
     mut progress: impl FnMut(&Step),
 ) -> Result<u64, StoreError> {
-    const STEPS: usize = 4;
+    const STEPS: usize = 3;
     let mut report = |number: usize, name: &'static str, rows: u64, started: std::time::Instant| {
         progress(&Step {
             number,
@@ -434,28 +584,17 @@ pub async fn relabel_into(
     };
     let dialect = store.dialect();
 
-    // 1. The features, in the database. On one snapshot: the scope (vehicles with new data)
-    // must not grow between the delete and the insert while ingest commits.
+    // 1. The features' inputs, one pass over each table.
     let started = std::time::Instant::now();
-    let affected = store
-        .execute_steps(
-            vec![profile_statements(rules, t, dialect, scope, day)],
-            Isolation::Snapshot,
-            |_, _, _| {},
-        )
-        .await?;
-    let vehicles = affected
-        .first()
-        .and_then(|s| s.get(1))
-        .copied()
-        .unwrap_or(0);
-    report(1, "profiles", vehicles, started);
+    let gathered = gather(store, scope, day, rules).await?;
+    let vehicles = gathered.vehicles.len() as u64;
+    report(1, "features", vehicles, started);
 
     // 2. The distributions: a full relabel ranks the population from its tier parts, a
     // partial one ranks against the points the last full one kept.
     let started = std::time::Instant::now();
     let context: Context = [day.number, day.month, day.year];
-    let (assigner, positions) = if *scope == Scope::All {
+    let assigner = if *scope == Scope::All {
         let parts: Vec<usize> = {
             let mut parts: Vec<usize> = rules
                 .tiers
@@ -467,170 +606,194 @@ pub async fn relabel_into(
             parts.dedup();
             parts
         };
-        let columns: Vec<String> = parts.iter().map(|&i| FEATURES[i].name.to_owned()).collect();
-        let read = Arc::new(Mutex::new((
-            HashMap::<Box<str>, u32>::new(),
-            vec![Vec::<f64>::new(); parts.len()],
-        )));
-        let into = Arc::clone(&read);
-        store
-            .scan(
-                format!(
-                    "SELECT vin{} FROM {}",
-                    columns.iter().map(|c| format!(", {c}")).collect::<String>(),
-                    t.profiles
-                ),
-                vec![],
-                move |cells| {
-                    let mut guard = into
-                        .lock()
-                        .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?;
-                    let (positions, columns) = &mut *guard;
-                    let vin = cells.text(0)?.unwrap_or_default();
-                    let position = positions.len() as u32;
-                    positions.insert(vin.into(), position);
-                    for (k, column) in columns.iter_mut().enumerate() {
-                        column.push(rank_value(cells.real(1 + k)?));
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
-        let (positions, columns) = std::mem::take(
-            &mut *read
-                .lock()
-                .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?,
-        );
-        let assigner = Assigner::new(rules, context, |feature| {
+        let mut columns = vec![Vec::with_capacity(gathered.vehicles.len()); parts.len()];
+        for vehicle in &gathered.vehicles {
+            let features = gathered.features(vehicle, day, rules);
+            for (column, &part) in columns.iter_mut().zip(&parts) {
+                column.push(rank_value(features[part]));
+            }
+        }
+        Assigner::new(rules, context, |feature| {
             parts
                 .iter()
                 .position(|&p| p == feature)
                 .map(|k| columns[k].clone())
                 .unwrap_or_default()
         })
-        .map_err(StoreError::Data)?;
-        (assigner, Some(positions))
+        .map_err(StoreError::Data)?
     } else {
         let points = load_points(store, t.rank_points).await?;
-        let assigner = Assigner::with_points(rules, context, &points).map_err(StoreError::Data)?;
-        (assigner, None)
+        Assigner::with_points(rules, context, &points).map_err(StoreError::Data)?
     };
-    report(
-        2,
-        "ranks",
-        positions.as_ref().map_or(0, |p| p.len() as u64),
-        started,
-    );
+    report(2, "ranks", vehicles, started);
 
-    // 3. Labels and actions, customer by customer, as the profiles stream past.
+    // 3. Labels and actions, customer by customer, written as they are made: one
+    // transaction, so readers see the old labels or the new ones, never half of each.
     let started = std::time::Instant::now();
-    let (select, params) = scope_sql(scope, "p.vin", 1);
-    let mut multi: HashMap<String, usize> = HashMap::new();
-    for row in store
-        .query(
-            format!(
-                "SELECT p.customer_id, COUNT(*) FROM {} p WHERE p.customer_id IS NOT NULL AND {select} \
-                 GROUP BY p.customer_id HAVING COUNT(*) > 1",
-                t.profiles
-            ),
-            params.clone(),
-        )
-        .await?
-    {
-        if let (Some(customer), Some(n)) = (row[0].text(), row[1].int()) {
-            multi.insert(customer.to_owned(), n as usize);
-        }
-    }
-    let features = used_features(rules);
-    let fingerprint = rules.fingerprint();
-    let assigner = Arc::new(assigner);
-    let pass = Arc::new(Mutex::new(Pass {
-        assigner: Arc::clone(&assigner),
-        positions,
-        multi,
-        waiting: HashMap::new(),
-        features: features.clone(),
-        rows: Vec::new(),
-        day: day.number,
-        fingerprint: fingerprint.clone(),
-    }));
-    let consents: Vec<String> = CHANNELS
-        .iter()
-        .map(|c| format!(", CASE WHEN c.{c}_opt_in THEN 1 ELSE 0 END"))
-        .collect();
-    let since = day.number - i64::from(rules.settings.contact_period_days);
-    let sql = format!(
-        "SELECT p.vin, p.customer_id, CASE WHEN p.device_id IS NULL THEN 0 ELSE 1 END, \
-         (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id AND cr.sent_day > {since})\
-         {}, p.energy{} \
-         FROM {} p LEFT JOIN customers c ON c.id = p.customer_id WHERE {select}",
-        consents.concat(),
-        features
-            .iter()
-            .map(|&i| format!(", p.{}", FEATURES[i].name))
-            .collect::<String>(),
-        t.profiles,
-    );
-    let into = Arc::clone(&pass);
-    store
-        .scan(sql, params, move |cells| {
-            into.lock()
-                .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?
-                .row(cells)
-        })
-        .await?;
-    let rows = {
-        let mut pass = pass
-            .lock()
-            .map_err(|_| StoreError::Worker("relabel state poisoned".into()))?;
-        pass.finish();
-        std::mem::take(&mut pass.rows)
-    };
-    let labelled = rows.len() as u64;
-    report(3, "labels", labelled, started);
-
-    // 4. One transaction: readers see the old labels or the new ones, never half of each.
-    let started = std::time::Instant::now();
-    let mut statements = vec![delete_from(t.vehicle_labels, scope)];
-    statements.extend(insert_rows(
-        dialect,
-        t.vehicle_labels,
-        &VEHICLE_LABELS,
-        rows,
-    ));
-    if *scope == Scope::All {
-        statements.push(Statement::new(
-            format!("DELETE FROM {}", t.rank_points),
-            vec![],
-        ));
-        let mut points = Vec::new();
-        for (name, p) in assigner.distributions() {
-            for (value, below) in p.values.iter().zip(&p.below) {
-                points.push(vec![
-                    name.clone().into(),
-                    (*value).into(),
-                    (*below as i64).into(),
-                ]);
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let write = store.execute_stream(receiver, Isolation::Snapshot);
+    let produce = async move {
+        let send = |statement: Statement| sender.send(Ok(statement));
+        for table in [t.profiles, t.vehicle_labels] {
+            if send(delete_from(table, scope)).await.is_err() {
+                return;
             }
-            points.push(vec![name.into(), SIZE_POINT.into(), (p.size as i64).into()]);
         }
-        statements.extend(insert_rows(
+        let fingerprint = rules.fingerprint();
+        let n = gathered.vehicles.len();
+        // Each customer's vehicles in a chain from the first, so a customer's actions are
+        // ranked and capped together.
+        let mut first: HashMap<&str, u32> = HashMap::new();
+        let mut next = vec![u32::MAX; n];
+        let mut last: HashMap<&str, u32> = HashMap::new();
+        for (p, vehicle) in gathered.vehicles.iter().enumerate() {
+            if let Some(customer) = vehicle.customer.as_deref() {
+                first.entry(customer).or_insert(p as u32);
+                if let Some(previous) = last.insert(customer, p as u32) {
+                    next[previous as usize] = p as u32;
+                }
+            }
+        }
+        drop(last);
+        let (mut profiles, mut labels) = (Vec::new(), Vec::new());
+        let chunk = chunk_rows(dialect);
+        for (p, vehicle) in gathered.vehicles.iter().enumerate() {
+            if vehicle
+                .customer
+                .as_deref()
+                .is_some_and(|c| first.get(c) != Some(&(p as u32)))
+            {
+                continue;
+            }
+            let mut group = vec![p];
+            while let Some(&after) = group.last().map(|&q| &next[q]) {
+                if after == u32::MAX {
+                    break;
+                }
+                group.push(after as usize);
+            }
+            let subjects: Vec<(usize, Subject)> = group
+                .iter()
+                .map(|&q| {
+                    let v = &gathered.vehicles[q];
+                    let recent = v
+                        .customer
+                        .as_ref()
+                        .and_then(|c| gathered.campaigns.get(c))
+                        .map_or(0, |c| c.2);
+                    (
+                        q,
+                        Subject {
+                            vin: v.vin.to_string(),
+                            customer: v.customer.as_deref().map(str::to_owned),
+                            has_device: v.device_id.is_some(),
+                            features: gathered.features(v, day, rules),
+                            energy: Some(v.inputs.energy.clone()),
+                            consents: v.consents,
+                            recent_contacts: recent as u32,
+                        },
+                    )
+                })
+                .collect();
+            let refs: Vec<(usize, &Subject)> = subjects.iter().map(|(q, s)| (*q, s)).collect();
+            for ((q, subject), assigned) in subjects.iter().zip(assigner.customer(&refs)) {
+                let v = &gathered.vehicles[*q];
+                let mut row: Vec<Value> = vec![
+                    subject.vin.clone().into(),
+                    v.customer.as_deref().map_or(Value::Null, Value::from),
+                    v.store_id.map_or(Value::Null, Value::from),
+                    v.fleet_id.as_deref().map_or(Value::Null, Value::from),
+                    v.device_id.as_deref().map_or(Value::Null, Value::from),
+                    day.number.into(),
+                    v.inputs.energy.clone().into(),
+                ];
+                row.extend(
+                    subject.features[1..]
+                        .iter()
+                        .map(|f| f.map_or(Value::Null, Value::from)),
+                );
+                profiles.push(row);
+                labels.push(vehicle_row(
+                    &assigner,
+                    subject,
+                    &assigned,
+                    day.number,
+                    &fingerprint,
+                ));
+            }
+            if profiles.len() >= chunk {
+                for statement in insert_rows(
+                    dialect,
+                    t.profiles,
+                    &PROFILE_COLUMNS,
+                    std::mem::take(&mut profiles),
+                )
+                .into_iter()
+                .chain(insert_rows(
+                    dialect,
+                    t.vehicle_labels,
+                    &VEHICLE_LABELS,
+                    std::mem::take(&mut labels),
+                )) {
+                    if send(statement).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut tail = insert_rows(dialect, t.profiles, &PROFILE_COLUMNS, profiles);
+        tail.extend(insert_rows(
             dialect,
-            t.rank_points,
-            &[("name", "text"), ("value", "float8"), ("below", "bigint")],
-            points,
+            t.vehicle_labels,
+            &VEHICLE_LABELS,
+            labels,
         ));
-    }
-    let catalog = serde_json::to_string(&Catalog::of(rules))
-        .map_err(|e| StoreError::Data(format!("the rules' catalog: {e}")))?;
-    statements.push(Statement::new(
-        "INSERT INTO rule_catalogs (fingerprint, catalog) VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING",
-        vec![fingerprint.into(), catalog.into()],
-    ));
-    store
-        .execute_steps(vec![statements], Isolation::Statement, |_, _, _| {})
-        .await?;
-    report(4, "write", labelled, started);
+        if *scope == Scope::All {
+            tail.push(Statement::new(
+                format!("DELETE FROM {}", t.rank_points),
+                vec![],
+            ));
+            let mut points = Vec::new();
+            for (name, p) in assigner.distributions() {
+                for (value, below) in p.values.iter().zip(&p.below) {
+                    points.push(vec![
+                        name.clone().into(),
+                        (*value).into(),
+                        (*below as i64).into(),
+                    ]);
+                }
+                points.push(vec![name.into(), SIZE_POINT.into(), (p.size as i64).into()]);
+            }
+            tail.extend(insert_rows(
+                dialect,
+                t.rank_points,
+                &[("name", "text"), ("value", "float8"), ("below", "bigint")],
+                points,
+            ));
+        }
+        match serde_json::to_string(&Catalog::of(rules)) {
+            Ok(catalog) => tail.push(Statement::new(
+                "INSERT INTO rule_catalogs (fingerprint, catalog) VALUES ($1, $2) \
+                 ON CONFLICT (fingerprint) DO NOTHING",
+                vec![fingerprint.into(), catalog.into()],
+            )),
+            Err(e) => {
+                let _ = sender
+                    .send(Err(StoreError::Data(format!("the rules' catalog: {e}"))))
+                    .await;
+                return;
+            }
+        }
+        for statement in tail {
+            if send(statement).await.is_err() {
+                return;
+            }
+        }
+    };
+    // The sender goes with the producer: when it is done, the write commits.
+    let (written, ()) = tokio::join!(write, produce);
+    written?;
+    report(3, "labels", vehicles, started);
     Ok(vehicles)
 }
 

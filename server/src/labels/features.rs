@@ -1,6 +1,7 @@
-//! The features labels are computed from: one row per vehicle in `profiles`, built in the
-//! database from the registry and the agents' summaries, so a full relabel is a handful of
-//! set-based statements whatever the population.
+//! The features labels are computed from, one set per vehicle: [`Inputs`] gathers a vehicle's
+//! registry facts and its history row by row, and [`Inputs::features`] computes them as of a
+//! day. A relabel stores them in `profiles`, which a vehicle's page shows; a test holds them
+//! to the SQL drivetag computed them with before (`PROFILES_SQL` in the assign test's oracle).
 
 /// One feature rules may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,160 +179,311 @@ pub fn feature(name: &str) -> Option<&'static Feature> {
     FEATURES.iter().find(|f| f.name == name)
 }
 
-/// Builds `profiles` rows for the vehicles in scope. Parameters: `$1` today (day number),
-/// `$2` the current year, `$3` the default service interval in km, `$4` in months.
-/// `{scope}` is replaced by a condition on `v.vin`.
-pub const PROFILES_SQL: &str = r#"
-INSERT INTO {profiles} (vin, customer_id, store_id, fleet_id, device_id, labelled_day, energy,
-    price_class_rank, vehicle_age_years, is_ev, is_electrified, days_since_purchase,
-    warranty_days_left, service_visits_total, service_visits_12m, months_since_service, spend_12m,
-    spend_total, care_spend_12m, odometer_km, km_since_service, service_interval_km,
-    service_interval_months, days_to_service_due, birthday_month, referrals, campaigns_sent,
-    campaigns_responded, campaign_response_rate, telematics, days_since_seen, km_30d, km_per_day,
-    trips_30d, days_driven_30d, long_trips_90d, night_share_30d, weekend_share_30d,
-    commute_trips_30d, commute_share_30d, driving_hours_per_day, driving_score, harsh_per_100km,
-    overspeed_share, home_store_distance_km, competitor_visits_90d, repair_shop_visits_90d,
-    own_store_visits_90d, premium_visits_90d, charging_visits_90d)
-SELECT vin, customer_id, store_id, fleet_id, device_id, $1, energy,
-    price_class_rank, vehicle_age_years, is_ev, is_electrified, days_since_purchase,
-    warranty_days_left, service_visits_total, service_visits_12m, months_since_service, spend_12m,
-    spend_total, care_spend_12m, odometer_km, km_since_service, service_interval_km,
-    service_interval_months,
-    CASE
-        WHEN days_by_km IS NULL THEN days_by_time
-        WHEN days_by_time IS NULL THEN days_by_km
-        WHEN days_by_km < days_by_time THEN days_by_km
-        ELSE days_by_time
-    END,
-    birthday_month, referrals, campaigns_sent, campaigns_responded, campaign_response_rate,
-    telematics, days_since_seen, km_30d, km_per_day, trips_30d, days_driven_30d, long_trips_90d,
-    night_share_30d, weekend_share_30d, commute_trips_30d, commute_share_30d,
-    driving_hours_per_day, driving_score, harsh_per_100km, overspeed_share,
-    home_store_distance_km, competitor_visits_90d, repair_shop_visits_90d, own_store_visits_90d,
-    premium_visits_90d, charging_visits_90d
-FROM (
-    SELECT b.*,
-        CASE WHEN base_day IS NULL THEN NULL
-             ELSE base_day + service_interval_months * 30.44 - $1 END AS days_by_time,
-        CASE WHEN km_since_service IS NULL OR km_per_day IS NULL OR km_per_day <= 0 THEN NULL
-             ELSE (service_interval_km - km_since_service) / km_per_day END AS days_by_km
-    FROM (
-        SELECT v.vin, v.customer_id, v.store_id, v.fleet_id, v.device_id, v.energy,
-            CAST(CASE v.price_class WHEN 'economy' THEN 0 WHEN 'mid' THEN 1
-                 WHEN 'premium' THEN 2 WHEN 'luxury' THEN 3 END AS {real}) AS price_class_rank,
-            CAST($2 - v.model_year AS {real}) AS vehicle_age_years,
-            CAST(CASE WHEN v.energy = 'ev' THEN 1 ELSE 0 END AS {real}) AS is_ev,
-            CAST(CASE WHEN v.energy IN ('hev', 'phev', 'ev') THEN 1 ELSE 0 END AS {real}) AS is_electrified,
-            CAST($1 - v.purchase_day AS {real}) AS days_since_purchase,
-            CAST(v.warranty_end_day - $1 AS {real}) AS warranty_days_left,
-            CAST(COALESCE(sv.visits_total, 0) AS {real}) AS service_visits_total,
-            CAST(COALESCE(sv.visits_12m, 0) AS {real}) AS service_visits_12m,
-            CAST($1 - sv.last_day AS {real}) / 30.44 AS months_since_service,
-            CAST(COALESCE(sv.spend_12m, 0) AS {real}) / 100.0 AS spend_12m,
-            CAST(COALESCE(sv.spend_total, 0) AS {real}) / 100.0 AS spend_total,
-            CAST(COALESCE(sv.care_12m, 0) AS {real}) / 100.0 AS care_spend_12m,
-            CAST(CASE
-                WHEN d.odometer_m IS NOT NULL AND (rv.odometer_m IS NULL OR d.odometer_m >= rv.odometer_m) THEN d.odometer_m / 1000.0
-                WHEN rv.odometer_m IS NOT NULL AND rv.odometer_m > 0 THEN rv.odometer_m / 1000.0
-                ELSE sv.last_odometer END AS {real}) AS odometer_km,
-            CAST(CASE
-                WHEN sv.last_odometer IS NOT NULL AND d.odometer_m IS NOT NULL THEN d.odometer_m / 1000.0 - sv.last_odometer
-                ELSE (SELECT SUM(dd.distance_m) FROM days dd
-                      WHERE dd.device_id = v.device_id
-                        AND dd.local_day > COALESCE(sv.last_day, v.purchase_day, $1 - 90)
-                        AND dd.local_day <= $1) / 1000.0 END AS {real}) AS km_since_service,
-            COALESCE(sv.last_day, v.purchase_day) AS base_day,
-            CAST(COALESCE(v.service_interval_km, $3) AS {real}) AS service_interval_km,
-            CAST(COALESCE(v.service_interval_months, $4) AS {real}) AS service_interval_months,
-            CAST(c.birthday_month AS {real}) AS birthday_month,
-            CAST(COALESCE(c.referrals, 0) AS {real}) AS referrals,
-            CAST(COALESCE(cr.sent, 0) AS {real}) AS campaigns_sent,
-            CAST(COALESCE(cr.responded, 0) AS {real}) AS campaigns_responded,
-            CASE WHEN COALESCE(cr.sent, 0) = 0 THEN NULL
-                 ELSE CAST(cr.responded AS {real}) / cr.sent END AS campaign_response_rate,
-            CAST(CASE WHEN d.m90 > 0 THEN 1 ELSE 0 END AS {real}) AS telematics,
-            CAST($1 - d.last_day AS {real}) AS days_since_seen,
-            CAST(COALESCE(d.m30, 0) AS {real}) / 1000.0 AS km_30d,
-            CASE WHEN d.first_day IS NULL THEN NULL
-                 ELSE CAST(d.m90 AS {real}) / 1000.0 / ($1 - d.first_day + 1) END AS km_per_day,
-            CAST(COALESCE(d.trips30, 0) AS {real}) AS trips_30d,
-            CAST(COALESCE(d.days_driven30, 0) AS {real}) AS days_driven_30d,
-            CAST(COALESCE(d.long90, 0) AS {real}) AS long_trips_90d,
-            CASE WHEN COALESCE(d.driving30, 0) = 0 THEN NULL
-                 ELSE CAST(d.night30 AS {real}) / 100.0 / d.driving30 END AS night_share_30d,
-            CASE WHEN COALESCE(d.m30, 0) = 0 THEN NULL
-                 ELSE CAST(d.weekend_m30 AS {real}) / d.m30 END AS weekend_share_30d,
-            CAST(COALESCE(d.commute30, 0) AS {real}) AS commute_trips_30d,
-            CASE WHEN COALESCE(d.trips30, 0) = 0 THEN NULL
-                 ELSE CAST(d.commute30 AS {real}) / d.trips30 END AS commute_share_30d,
-            CAST(COALESCE(d.driving30, 0) AS {real}) / 30.0 / 3600.0 AS driving_hours_per_day,
-            CASE WHEN COALESCE(d.m90, 0) = 0 THEN NULL
-                 ELSE CAST(d.score_weighted AS {real}) / d.m90 END AS driving_score,
-            CASE WHEN COALESCE(d.m90, 0) = 0 THEN NULL
-                 ELSE CAST(d.harsh90 AS {real}) * 100000.0 / d.m90 END AS harsh_per_100km,
-            CASE WHEN COALESCE(d.moving90, 0) = 0 THEN NULL
-                 ELSE CAST(d.overspeed90 AS {real}) / d.moving90 END AS overspeed_share,
-            CAST(sd.home_distance_m AS {real}) / 1000.0 AS home_store_distance_km,
-            CAST(COALESCE(pv.competitor, 0) AS {real}) AS competitor_visits_90d,
-            CAST(COALESCE(pv.repair, 0) AS {real}) AS repair_shop_visits_90d,
-            CAST(COALESCE(pv.own, 0) AS {real}) AS own_store_visits_90d,
-            CAST(COALESCE(pv.premium, 0) AS {real}) AS premium_visits_90d,
-            CAST(COALESCE(pv.charging, 0) AS {real}) AS charging_visits_90d
-        FROM vehicles v
-        LEFT JOIN customers c ON c.id = v.customer_id
-        LEFT JOIN (
-            SELECT vin, COUNT(*) AS visits_total,
-                SUM(CASE WHEN visit_day > $1 - 365 THEN 1 ELSE 0 END) AS visits_12m,
-                MAX(visit_day) AS last_day,
-                SUM(CASE WHEN visit_day > $1 - 365 THEN spend_cents ELSE 0 END) AS spend_12m,
-                SUM(spend_cents) AS spend_total,
-                SUM(CASE WHEN visit_day > $1 - 365 AND kind IN ('accessories', 'detailing')
-                         THEN spend_cents ELSE 0 END) AS care_12m,
-                MAX(odometer_km) AS last_odometer
-            FROM service_visits WHERE visit_day <= $1 AND {scope_vin} GROUP BY vin
-        ) sv ON sv.vin = v.vin
-        LEFT JOIN (
-            SELECT customer_id, COUNT(*) AS sent,
-                SUM(CASE WHEN responded THEN 1 ELSE 0 END) AS responded
-            FROM campaign_responses WHERE sent_day <= $1 AND {scope_customer} GROUP BY customer_id
-        ) cr ON cr.customer_id = v.customer_id
-        LEFT JOIN reported_vehicles rv ON rv.device_id = v.device_id
-        LEFT JOIN (
-            SELECT device_id,
-                SUM(CASE WHEN local_day > $1 - 30 THEN distance_m ELSE 0 END) AS m30,
-                SUM(CASE WHEN local_day > $1 - 30 THEN trips ELSE 0 END) AS trips30,
-                SUM(CASE WHEN local_day > $1 - 30 AND trips > 0 THEN 1 ELSE 0 END) AS days_driven30,
-                SUM(distance_m) AS m90,
-                SUM(long_trips) AS long90,
-                SUM(CASE WHEN local_day > $1 - 30 THEN night_pct * driving_s ELSE 0 END) AS night30,
-                SUM(CASE WHEN local_day > $1 - 30 THEN driving_s ELSE 0 END) AS driving30,
-                SUM(CASE WHEN local_day > $1 - 30 AND (local_day + 3) % 7 >= 5
-                         THEN distance_m ELSE 0 END) AS weekend_m30,
-                SUM(CASE WHEN local_day > $1 - 30 THEN commute_trips ELSE 0 END) AS commute30,
-                SUM(score * distance_m) AS score_weighted,
-                SUM(harsh_accel + harsh_brake + harsh_corner) AS harsh90,
-                SUM(overspeed_s) AS overspeed90,
-                SUM(moving_s) AS moving90,
-                MIN(local_day) AS first_day,
-                MAX(local_day) AS last_day,
-                MAX(odometer_m) AS odometer_m
-            FROM days WHERE local_day > $1 - 90 AND local_day <= $1 AND {scope_device} GROUP BY device_id
-        ) d ON d.device_id = v.device_id
-        LEFT JOIN (
-            SELECT s.device_id, s.store_id, s.home_distance_m FROM store_distances s
-            WHERE {scope_s_device} AND s.from_local_day = (SELECT MAX(s2.from_local_day) FROM store_distances s2
-                                      WHERE s2.device_id = s.device_id)
-        ) sd ON sd.device_id = v.device_id AND sd.store_id = v.store_id
-        LEFT JOIN (
-            SELECT device_id,
-                SUM(CASE WHEN kind = 'competitor_dealer' THEN visits ELSE 0 END) AS competitor,
-                SUM(CASE WHEN kind = 'independent_repair' THEN visits ELSE 0 END) AS repair,
-                SUM(CASE WHEN kind = 'own_store' THEN visits ELSE 0 END) AS own,
-                SUM(CASE WHEN kind = 'premium' THEN visits ELSE 0 END) AS premium,
-                SUM(CASE WHEN kind = 'charging' THEN visits ELSE 0 END) AS charging
-            FROM poi_visits WHERE last_local_day > $1 - 90 AND {scope_device} GROUP BY device_id
-        ) pv ON pv.device_id = v.device_id
-        WHERE {scope}
-    ) b
-) f
-"#;
+/// What one vehicle's features are computed from: the registry's facts about it, and running
+/// sums over its workshop visits, day summaries, store distances and POI visits, fed row by row
+/// (the vehicle's facts first, then its visits, then its days: the km since its last service
+/// count from the last visit). [`Inputs::features`] gives what [`PROFILES_SQL`] gives, value
+/// for value; a test holds the two to each other.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs {
+    /// `ice`, `hev`, `phev` or `ev`.
+    pub energy: String,
+    /// economy, mid, premium or luxury.
+    pub price_class: String,
+    /// The model year.
+    pub model_year: i64,
+    /// Days since 1970-01-01.
+    pub purchase_day: Option<i64>,
+    /// Days since 1970-01-01.
+    pub warranty_end_day: Option<i64>,
+    /// The vehicle's own service intervals.
+    pub service_interval_km: Option<i64>,
+    /// See above.
+    pub service_interval_months: Option<i64>,
+    /// The customer's birthday month.
+    pub birthday_month: Option<i64>,
+    /// Customers the customer referred.
+    pub referrals: i64,
+    /// The odometer the agent reported with the vehicle's details, metres.
+    pub reported_odometer_m: Option<i64>,
+    visits_total: i64,
+    visits_12m: i64,
+    last_visit: Option<i64>,
+    spend_12m: i64,
+    spend_total: i64,
+    care_12m: i64,
+    last_odometer_km: Option<i64>,
+    days: Option<DaySums>,
+    km_since_base_m: Option<i64>,
+    /// The latest store-distance summary's day, and the home distance to the vehicle's store
+    /// in it (if that store is in it).
+    store_distance: Option<(i64, Option<i64>)>,
+    poi: [i64; 5],
+}
+
+/// Sums over the day summaries of the last 90 days.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DaySums {
+    m30: i64,
+    trips30: i64,
+    days_driven30: i64,
+    m90: i64,
+    long90: i64,
+    night30: i64,
+    driving30: i64,
+    weekend_m30: i64,
+    commute30: i64,
+    score_weighted: i64,
+    harsh90: i64,
+    overspeed90: i64,
+    moving90: i64,
+    first_day: i64,
+    last_day: i64,
+    odometer_m: Option<i64>,
+}
+
+/// One day summary, as [`Inputs::day`] reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DayRow {
+    /// The local day.
+    pub local_day: i64,
+    /// Metres driven.
+    pub distance_m: i64,
+    /// Trips.
+    pub trips: i64,
+    /// Trips over 100 km.
+    pub long_trips: i64,
+    /// Seconds in trips.
+    pub driving_s: i64,
+    /// Seconds moving.
+    pub moving_s: i64,
+    /// Share of driving time at night, percent.
+    pub night_pct: i64,
+    /// Trips between home and work.
+    pub commute_trips: i64,
+    /// Harsh accelerations, brakings and cornerings.
+    pub harsh: i64,
+    /// Seconds above the speed limit.
+    pub overspeed_s: i64,
+    /// The day's driving score.
+    pub score: i64,
+    /// The odometer at the day's end, metres.
+    pub odometer_m: Option<i64>,
+}
+
+/// POI kinds counted by the `*_visits_90d` features, in their order.
+pub const POI_KINDS: [&str; 5] = [
+    "competitor_dealer",
+    "independent_repair",
+    "own_store",
+    "premium",
+    "charging",
+];
+
+fn real(v: i64) -> f64 {
+    v as f64
+}
+
+impl Inputs {
+    /// A workshop visit.
+    pub fn visit(
+        &mut self,
+        today: i64,
+        day: i64,
+        spend_cents: i64,
+        kind: &str,
+        odometer_km: Option<i64>,
+    ) {
+        if day > today {
+            return;
+        }
+        let recent = day > today - 365;
+        self.visits_total += 1;
+        self.visits_12m += i64::from(recent);
+        self.last_visit = Some(self.last_visit.map_or(day, |d| d.max(day)));
+        self.spend_total += spend_cents;
+        if recent {
+            self.spend_12m += spend_cents;
+            if kind == "accessories" || kind == "detailing" {
+                self.care_12m += spend_cents;
+            }
+        }
+        if let Some(km) = odometer_km {
+            self.last_odometer_km = Some(self.last_odometer_km.map_or(km, |o| o.max(km)));
+        }
+    }
+
+    /// A day summary (after every visit).
+    pub fn day(&mut self, today: i64, row: &DayRow) {
+        if row.local_day > today {
+            return;
+        }
+        let base = self.last_visit.or(self.purchase_day).unwrap_or(today - 90);
+        if row.local_day > base {
+            self.km_since_base_m = Some(self.km_since_base_m.unwrap_or(0) + row.distance_m);
+        }
+        if row.local_day <= today - 90 {
+            return;
+        }
+        let sums = self.days.get_or_insert(DaySums {
+            first_day: row.local_day,
+            last_day: row.local_day,
+            ..DaySums::default()
+        });
+        let recent = row.local_day > today - 30;
+        if recent {
+            sums.m30 += row.distance_m;
+            sums.trips30 += row.trips;
+            sums.days_driven30 += i64::from(row.trips > 0);
+            sums.night30 += row.night_pct * row.driving_s;
+            sums.driving30 += row.driving_s;
+            if (row.local_day + 3) % 7 >= 5 {
+                sums.weekend_m30 += row.distance_m;
+            }
+            sums.commute30 += row.commute_trips;
+        }
+        sums.m90 += row.distance_m;
+        sums.long90 += row.long_trips;
+        sums.score_weighted += row.score * row.distance_m;
+        sums.harsh90 += row.harsh;
+        sums.overspeed90 += row.overspeed_s;
+        sums.moving90 += row.moving_s;
+        sums.first_day = sums.first_day.min(row.local_day);
+        sums.last_day = sums.last_day.max(row.local_day);
+        if let Some(odometer) = row.odometer_m {
+            sums.odometer_m = Some(sums.odometer_m.map_or(odometer, |o| o.max(odometer)));
+        }
+    }
+
+    /// A row of a store-distance summary: from `from_day`, home was `distance_m` from store
+    /// `store`; `own_store` is the vehicle's. Only the latest summary counts.
+    pub fn store_distance(
+        &mut self,
+        from_day: i64,
+        store: i64,
+        distance_m: i64,
+        own_store: Option<i64>,
+    ) {
+        let own = (Some(store) == own_store).then_some(distance_m);
+        match &mut self.store_distance {
+            Some((day, _)) if *day > from_day => {}
+            Some((day, found)) if *day == from_day => *found = found.or(own),
+            slot => *slot = Some((from_day, own)),
+        }
+    }
+
+    /// Visits to a point of interest of `kind`, the last on `last_day`.
+    pub fn poi(&mut self, today: i64, kind: &str, visits: i64, last_day: i64) {
+        if last_day <= today - 90 {
+            return;
+        }
+        if let Some(k) = POI_KINDS.iter().position(|p| *p == kind) {
+            self.poi[k] += visits;
+        }
+    }
+
+    /// The features, in the order of [`FEATURES`] (`energy`, the text one, as NULL: it is
+    /// [`Inputs::energy`]), as of `today` (a day number) in `year`, with the rules' default
+    /// service intervals and the customer's campaigns (sent up to the day, answered).
+    pub fn features(
+        &self,
+        today: i64,
+        year: i64,
+        interval_km: f64,
+        interval_months: f64,
+        campaigns: (i64, i64),
+    ) -> Vec<Option<f64>> {
+        let d = self.days.as_ref();
+        let sum = |f: fn(&DaySums) -> i64| d.map_or(0, f);
+        let (m30, m90, trips30, driving30) = (
+            sum(|d| d.m30),
+            sum(|d| d.m90),
+            sum(|d| d.trips30),
+            sum(|d| d.driving30),
+        );
+        let ratio = |num: i64, den: i64| (den != 0).then(|| real(num) / real(den));
+        let day_odometer = d.and_then(|d| d.odometer_m);
+        let odometer_km = match (day_odometer, self.reported_odometer_m) {
+            (Some(day), reported) if reported.is_none_or(|r| day >= r) => Some(real(day) / 1000.0),
+            (_, Some(reported)) if reported > 0 => Some(real(reported) / 1000.0),
+            _ => self.last_odometer_km.map(real),
+        };
+        let km_since_service = match (self.last_odometer_km, day_odometer) {
+            (Some(service), Some(day)) => Some(real(day) / 1000.0 - real(service)),
+            _ => self.km_since_base_m.map(|m| real(m) / 1000.0),
+        };
+        let km_per_day = d.map(|d| real(d.m90) / 1000.0 / real(today - d.first_day + 1));
+        let service_km = self.service_interval_km.map_or(interval_km, real);
+        let service_months = self.service_interval_months.map_or(interval_months, real);
+        let days_by_time = self
+            .last_visit
+            .or(self.purchase_day)
+            .map(|base| real(base) + service_months * 30.44 - real(today));
+        let days_by_km = match (km_since_service, km_per_day) {
+            (Some(km), Some(per_day)) if per_day > 0.0 => Some((service_km - km) / per_day),
+            _ => None,
+        };
+        let days_to_service_due = match (days_by_km, days_by_time) {
+            (None, time) => time,
+            (km, None) => km,
+            (Some(km), Some(time)) => Some(if km < time { km } else { time }),
+        };
+        let electrified = ["hev", "phev", "ev"].contains(&self.energy.as_str());
+        let (sent, responded) = campaigns;
+        let values: [Option<f64>; 44] = [
+            None,
+            match self.price_class.as_str() {
+                "economy" => Some(0.0),
+                "mid" => Some(1.0),
+                "premium" => Some(2.0),
+                "luxury" => Some(3.0),
+                _ => None,
+            },
+            Some(real(year - self.model_year)),
+            Some(if self.energy == "ev" { 1.0 } else { 0.0 }),
+            Some(if electrified { 1.0 } else { 0.0 }),
+            self.purchase_day.map(|p| real(today - p)),
+            self.warranty_end_day.map(|w| real(w - today)),
+            Some(real(self.visits_total)),
+            Some(real(self.visits_12m)),
+            self.last_visit.map(|l| real(today - l) / 30.44),
+            Some(real(self.spend_12m) / 100.0),
+            Some(real(self.spend_total) / 100.0),
+            Some(real(self.care_12m) / 100.0),
+            odometer_km,
+            km_since_service,
+            Some(service_km),
+            Some(service_months),
+            days_to_service_due,
+            self.birthday_month.map(real),
+            Some(real(self.referrals)),
+            Some(real(sent)),
+            Some(real(responded)),
+            ratio(responded, sent),
+            Some(if m90 > 0 { 1.0 } else { 0.0 }),
+            d.map(|d| real(today - d.last_day)),
+            Some(real(m30) / 1000.0),
+            km_per_day,
+            Some(real(trips30)),
+            Some(real(sum(|d| d.days_driven30))),
+            Some(real(sum(|d| d.long90))),
+            (driving30 != 0).then(|| real(sum(|d| d.night30)) / 100.0 / real(driving30)),
+            ratio(sum(|d| d.weekend_m30), m30),
+            Some(real(sum(|d| d.commute30))),
+            ratio(sum(|d| d.commute30), trips30),
+            Some(real(driving30) / 30.0 / 3600.0),
+            ratio(sum(|d| d.score_weighted), m90),
+            (m90 != 0).then(|| real(sum(|d| d.harsh90)) * 100000.0 / real(m90)),
+            ratio(sum(|d| d.overspeed90), sum(|d| d.moving90)),
+            self.store_distance
+                .and_then(|(_, own)| own)
+                .map(|m| real(m) / 1000.0),
+            Some(real(self.poi[0])),
+            Some(real(self.poi[1])),
+            Some(real(self.poi[2])),
+            Some(real(self.poi[3])),
+            Some(real(self.poi[4])),
+        ];
+        values.to_vec()
+    }
+}

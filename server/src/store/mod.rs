@@ -200,6 +200,9 @@ pub trait Encode: Send {
     fn take(&mut self, min: usize) -> Option<Vec<u8>>;
 }
 
+/// What [`Backend::execute_stream`] reads its statements from.
+pub type StatementReceiver = tokio::sync::mpsc::Receiver<Result<Statement, StoreError>>;
+
 /// Where [`Backend::query_encoded`] sends its chunks.
 pub type ChunkSender = tokio::sync::mpsc::Sender<Vec<u8>>;
 
@@ -267,6 +270,15 @@ pub trait Backend: Send + Sync + Debug {
         isolation: Isolation,
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError>;
+    /// Runs the statements that arrive on `statements` in one transaction, as they arrive,
+    /// and commits when the channel closes: a write too large to hold in memory at once (a
+    /// relabel's million rows). An `Err` from the sender rolls it back and is returned.
+    /// `isolation` as for [`Backend::execute_steps`]. Returns the rows changed.
+    async fn execute_stream(
+        &self,
+        statements: StatementReceiver,
+        isolation: Isolation,
+    ) -> Result<u64, StoreError>;
     /// Runs `statements` in one transaction (READ COMMITTED) and returns the rows each one
     /// returned (`RETURNING`). Only the PostgreSQL back-end implements it: [`Store::ingest`]
     /// uses it there to write a batch with one statement per table and still learn which
@@ -542,33 +554,19 @@ impl Store {
             .await
     }
 
+    /// Runs the statements sent on `statements` in one transaction; see
+    /// [`Backend::execute_stream`].
+    pub(crate) async fn execute_stream(
+        &self,
+        statements: StatementReceiver,
+        isolation: Isolation,
+    ) -> Result<u64, StoreError> {
+        self.backend.execute_stream(statements, isolation).await
+    }
+
     /// Runs statements in one transaction; for the service layer.
     pub(crate) async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
         self.backend.execute(statements).await
-    }
-
-    /// Runs steps of statements in one transaction, calling `progress` with each step's index,
-    /// rows changed per statement and seconds as it finishes; for the service layer.
-    pub(crate) async fn execute_steps(
-        &self,
-        steps: Vec<Vec<Statement>>,
-        isolation: Isolation,
-        mut progress: impl FnMut(usize, &[u64], f64),
-    ) -> Result<Vec<Vec<u64>>, StoreError> {
-        let (sender, mut finished) = tokio::sync::mpsc::unbounded_channel();
-        let work = self.backend.execute_steps(steps, isolation, sender);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                Some((index, rows, seconds)) = finished.recv() => progress(index, &rows, seconds),
-                result = &mut work => {
-                    while let Ok((index, rows, seconds)) = finished.try_recv() {
-                        progress(index, &rows, seconds);
-                    }
-                    return result;
-                }
-            }
-        }
     }
 
     /// Stores a batch of envelopes in one transaction; duplicates are recognised, not stored

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StepSender,
-    StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StatementReceiver,
+    StepSender, StoreError, Value,
 };
 
 /// The PostgreSQL back-end.
@@ -131,6 +131,31 @@ async fn run_steps(
     Ok(all)
 }
 
+/// [`Backend::execute_stream`] on one connection.
+async fn run_stream(
+    client: &mut deadpool_postgres::Object,
+    statements: &mut StatementReceiver,
+    isolation: Isolation,
+) -> Result<u64, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(match isolation {
+            Isolation::Statement => IsolationLevel::ReadCommitted,
+            Isolation::Snapshot => IsolationLevel::RepeatableRead,
+        })
+        .start()
+        .await?;
+    let mut changed = 0;
+    while let Some(statement) = statements.recv().await {
+        // An error drops `tx`, which rolls back.
+        let statement = statement?;
+        let prepared = tx.prepare_cached(&statement.sql).await?;
+        changed += tx.execute(&prepared, &params(&statement.params)).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
 #[async_trait]
 impl Backend for Postgres {
     fn dialect(&self) -> Dialect {
@@ -158,6 +183,30 @@ impl Backend for Postgres {
                 .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
                 .await?;
             let result = run_steps(&mut client, &steps, isolation, &progress).await;
+            client
+                .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
+                .await?;
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))?
+    }
+
+    async fn execute_stream(
+        &self,
+        mut statements: StatementReceiver,
+        isolation: Isolation,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        if isolation == Isolation::Statement {
+            return run_stream(&mut client, &mut statements, isolation).await;
+        }
+        // One at a time across servers, as `execute_steps`'s snapshot transactions.
+        tokio::spawn(async move {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+                .await?;
+            let result = run_stream(&mut client, &mut statements, isolation).await;
             client
                 .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
                 .await?;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StepSender,
-    StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StatementReceiver,
+    StepSender, StoreError, Value,
 };
 
 /// The SQLite back-end.
@@ -246,6 +246,34 @@ impl Backend for Sqlite {
             }
             tx.commit().map_err(|e| db.error(e))?;
             Ok(all)
+        })
+        .await
+    }
+
+    async fn execute_stream(
+        &self,
+        mut statements: StatementReceiver,
+        _isolation: Isolation,
+    ) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let mut conn = db
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            // Dropped without a commit, it rolls back.
+            let tx = conn.transaction().map_err(|e| db.error(e))?;
+            let mut changed = 0;
+            while let Some(statement) = statements.blocking_recv() {
+                let statement = statement?;
+                let mut prepared = tx
+                    .prepare_cached(&sqlite_sql(&statement.sql))
+                    .map_err(|e| db.error(e))?;
+                changed += prepared
+                    .execute(rusqlite::params_from_iter(statement.params.iter()))
+                    .map_err(|e| db.error(e))? as u64;
+            }
+            tx.commit().map_err(|e| db.error(e))?;
+            Ok(changed)
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::labels::engine::{Day, Scope, relabel};
 use crate::store::synthetic::{Size, populate};
-use crate::store::{Store, Value};
+use crate::store::{Statement, Store, Value};
 
 const TEN: &str = r#"
 version = 1
@@ -188,6 +188,43 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     relabel(&store, &rules, &Scope::All, day, |_| {})
         .await
         .unwrap();
+
+    // The features the server computed from the inputs it gathered are the ones SQL computes.
+    store
+        .execute(vec![
+            Statement::new(
+                "CREATE TABLE oracle_profiles AS SELECT * FROM profiles WHERE 1 = 0",
+                vec![],
+            ),
+            oracle::profile_statement(&rules, "oracle_profiles", store.dialect(), day),
+        ])
+        .await
+        .unwrap();
+    let mine = store
+        .query("SELECT * FROM profiles ORDER BY vin", vec![])
+        .await
+        .unwrap();
+    let sql = store
+        .query("SELECT * FROM oracle_profiles ORDER BY vin", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 3_000);
+    assert_eq!(mine.len(), sql.len());
+    let mut compared = 0;
+    for (a, b) in mine.iter().zip(&sql) {
+        for (column, (x, y)) in a.iter().zip(b).enumerate() {
+            match (x.real(), y.real()) {
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                    "{:?} column {column}: {x} against {y}",
+                    a[0]
+                ),
+                _ => assert_eq!(x, y, "{:?} column {column}", a[0]),
+            }
+            compared += usize::from(!matches!(x, Value::Null));
+        }
+    }
+    assert!(compared > 100_000, "{compared} values");
 
     let columns: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
     let channels: Vec<String> = CHANNELS
