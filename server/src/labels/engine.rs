@@ -1,11 +1,12 @@
 //! Relabelling, for every vehicle or for the ones whose data changed.
 //!
-//! A relabel runs in four reported steps. The database builds the features (`profiles`, one
-//! set-based statement); the server reads them back and ranks the population's tier parts
-//! ([`Assigner::new`]), then assigns each customer's labels and ranked actions
-//! ([`Assigner::customer`]) as the rows stream past, and writes one `vehicle_labels` row per
-//! vehicle in one transaction: its labels, where each came from, and its actions. The words
-//! that explain them are stored once per rules file ([`Catalog`]).
+//! A relabel runs in three reported steps. It reads the registry and each table of the
+//! vehicles' history once and computes every vehicle's features ([`Inputs`]); ranks the
+//! population's tier parts ([`Assigner::new`]); then assigns each customer's labels and ranked
+//! actions ([`Assigner::customer`]) and writes them as it goes, one `vehicle_labels` row per
+//! vehicle in one transaction ([`Store::execute_stream`]): its labels, where each came from,
+//! its actions and its features. The words that explain them are stored once per rules file
+//! ([`Catalog`]).
 //!
 //! A full relabel keeps each tier distribution as rank points (`rank_points`); a partial one
 //! ranks its vehicles against them ([`Assigner::with_points`]), so its cost does not grow with
@@ -19,16 +20,14 @@ use std::borrow::Cow;
 
 use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
-use super::features::{DayRow, FEATURES, Inputs};
+use super::features::{DayRow, FEATURES, Inputs, encode};
 use super::rules::{CHANNELS, Rules};
 use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tables {
-    /// Features.
-    pub profiles: &'static str,
-    /// Every vehicle's labels and actions in one row.
+    /// Every vehicle's labels, actions and features in one row.
     pub vehicle_labels: &'static str,
     /// The distributions a partial relabel ranks against.
     pub rank_points: &'static str,
@@ -36,14 +35,12 @@ pub struct Tables {
 
 /// The tables in force.
 pub const LIVE: Tables = Tables {
-    profiles: "profiles",
     vehicle_labels: "vehicle_labels",
     rank_points: "rank_points",
 };
 
 /// The shadow tables of `rules check`.
 pub const PREVIEW: Tables = Tables {
-    profiles: "preview_profiles",
     vehicle_labels: "preview_vehicle_labels",
     rank_points: "preview_rank_points",
 };
@@ -153,8 +150,9 @@ const SIZE_POINT: f64 = 1e308;
 /// vehicle's `group=value` pairs sorted by group and value, separated by single spaces;
 /// `sources` where each came from, in the same order ([`super::assign::Source::encode`]);
 /// `actions` its ranked actions as `rank/strategy/channel/status` (channel `-` without one),
-/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for.
-const VEHICLE_LABELS: [(&str, &str); 9] = [
+/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for;
+/// `features` the features as of the day ([`super::features::encode`]).
+const VEHICLE_LABELS: [(&str, &str); 10] = [
     ("vin", "text"),
     ("labels", "text"),
     ("sources", "text"),
@@ -164,6 +162,7 @@ const VEHICLE_LABELS: [(&str, &str); 9] = [
     ("first_status", "text"),
     ("labelled_day", "bigint"),
     ("rules", "text"),
+    ("features", "bytea"),
 ];
 
 /// A vehicle's `vehicle_labels` row ([`VEHICLE_LABELS`]).
@@ -221,6 +220,7 @@ fn vehicle_row(
         first.map_or(Value::Null, |a| a.status.as_str().into()),
         day.into(),
         fingerprint.into(),
+        Value::Bytes(encode(&subject.features)),
     ]
 }
 
@@ -248,32 +248,11 @@ async fn load_points(store: &Store, table: &str) -> Result<HashMap<String, Point
     Ok(points)
 }
 
-/// The columns of a `profiles` row, with their PostgreSQL types: the vehicle's keys, the
-/// labelling day, then every feature in the order of [`FEATURES`].
-static PROFILE_COLUMNS: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
-    std::sync::LazyLock::new(|| {
-        let mut columns = vec![
-            ("vin", "text"),
-            ("customer_id", "text"),
-            ("store_id", "bigint"),
-            ("fleet_id", "text"),
-            ("device_id", "text"),
-            ("labelled_day", "bigint"),
-        ];
-        columns.extend(
-            FEATURES
-                .iter()
-                .map(|f| (f.name, if f.text { "text" } else { "float8" })),
-        );
-        columns
-    });
-
 /// One vehicle as a relabel reads it.
 struct Vehicle {
     vin: Box<str>,
     customer: Option<Box<str>>,
     store_id: Option<i64>,
-    fleet_id: Option<Box<str>>,
     device_id: Option<Box<str>>,
     consents: [bool; CHANNELS.len()],
     inputs: Inputs,
@@ -364,7 +343,7 @@ async fn gather(
     store
         .scan(
             format!(
-                "SELECT v.vin, v.customer_id, v.store_id, v.fleet_id, v.device_id, v.energy, v.price_class, \
+                "SELECT v.vin, v.customer_id, v.store_id, v.device_id, v.energy, v.price_class, \
                  v.model_year, v.purchase_day, v.warranty_end_day, v.service_interval_km, \
                  v.service_interval_months, c.birthday_month, c.referrals{consents} \
                  FROM vehicles v LEFT JOIN customers c ON c.id = v.customer_id WHERE {select}"
@@ -376,24 +355,23 @@ async fn gather(
                 };
                 let mut consents = [false; CHANNELS.len()];
                 for (c, consent) in consents.iter_mut().enumerate() {
-                    *consent = int(cells, 14 + c)? == Some(1);
+                    *consent = int(cells, 13 + c)? == Some(1);
                 }
                 let mut inputs = Inputs::default();
-                inputs.energy = text(5)?.unwrap_or_default().into();
-                inputs.price_class = text(6)?.unwrap_or_default().into();
-                inputs.model_year = int(cells, 7)?.unwrap_or(0);
-                inputs.purchase_day = int(cells, 8)?;
-                inputs.warranty_end_day = int(cells, 9)?;
-                inputs.service_interval_km = int(cells, 10)?;
-                inputs.service_interval_months = int(cells, 11)?;
-                inputs.birthday_month = int(cells, 12)?;
-                inputs.referrals = int(cells, 13)?.unwrap_or(0);
+                inputs.energy = text(4)?.unwrap_or_default().into();
+                inputs.price_class = text(5)?.unwrap_or_default().into();
+                inputs.model_year = int(cells, 6)?.unwrap_or(0);
+                inputs.purchase_day = int(cells, 7)?;
+                inputs.warranty_end_day = int(cells, 8)?;
+                inputs.service_interval_km = int(cells, 9)?;
+                inputs.service_interval_months = int(cells, 10)?;
+                inputs.birthday_month = int(cells, 11)?;
+                inputs.referrals = int(cells, 12)?.unwrap_or(0);
                 let vehicle = Vehicle {
                     vin: text(0)?.unwrap_or_default(),
                     customer: text(1)?,
                     store_id: int(cells, 2)?,
-                    fleet_id: text(3)?,
-                    device_id: text(4)?,
+                    device_id: text(3)?,
                     consents,
                     inputs,
                 };
@@ -634,10 +612,8 @@ pub async fn relabel_into(
     let write = store.execute_stream(receiver, Isolation::Snapshot);
     let produce = async move {
         let send = |statement: Statement| sender.send(Ok(statement));
-        for table in [t.profiles, t.vehicle_labels] {
-            if send(delete_from(table, scope)).await.is_err() {
-                return;
-            }
+        if send(delete_from(t.vehicle_labels, scope)).await.is_err() {
+            return;
         }
         let fingerprint = rules.fingerprint();
         let n = gathered.vehicles.len();
@@ -655,7 +631,7 @@ pub async fn relabel_into(
             }
         }
         drop(last);
-        let (mut profiles, mut labels) = (Vec::new(), Vec::new());
+        let mut labels = Vec::new();
         let chunk = chunk_rows(dialect);
         for (p, vehicle) in gathered.vehicles.iter().enumerate() {
             if vehicle
@@ -696,23 +672,7 @@ pub async fn relabel_into(
                 })
                 .collect();
             let refs: Vec<(usize, &Subject)> = subjects.iter().map(|(q, s)| (*q, s)).collect();
-            for ((q, subject), assigned) in subjects.iter().zip(assigner.customer(&refs)) {
-                let v = &gathered.vehicles[*q];
-                let mut row: Vec<Value> = vec![
-                    subject.vin.clone().into(),
-                    v.customer.as_deref().map_or(Value::Null, Value::from),
-                    v.store_id.map_or(Value::Null, Value::from),
-                    v.fleet_id.as_deref().map_or(Value::Null, Value::from),
-                    v.device_id.as_deref().map_or(Value::Null, Value::from),
-                    day.number.into(),
-                    v.inputs.energy.clone().into(),
-                ];
-                row.extend(
-                    subject.features[1..]
-                        .iter()
-                        .map(|f| f.map_or(Value::Null, Value::from)),
-                );
-                profiles.push(row);
+            for ((_, subject), assigned) in subjects.iter().zip(assigner.customer(&refs)) {
                 labels.push(vehicle_row(
                     &assigner,
                     subject,
@@ -721,33 +681,20 @@ pub async fn relabel_into(
                     &fingerprint,
                 ));
             }
-            if profiles.len() >= chunk {
+            if labels.len() >= chunk {
                 for statement in insert_rows(
-                    dialect,
-                    t.profiles,
-                    &PROFILE_COLUMNS,
-                    std::mem::take(&mut profiles),
-                )
-                .into_iter()
-                .chain(insert_rows(
                     dialect,
                     t.vehicle_labels,
                     &VEHICLE_LABELS,
                     std::mem::take(&mut labels),
-                )) {
+                ) {
                     if send(statement).await.is_err() {
                         return;
                     }
                 }
             }
         }
-        let mut tail = insert_rows(dialect, t.profiles, &PROFILE_COLUMNS, profiles);
-        tail.extend(insert_rows(
-            dialect,
-            t.vehicle_labels,
-            &VEHICLE_LABELS,
-            labels,
-        ));
+        let mut tail = insert_rows(dialect, t.vehicle_labels, &VEHICLE_LABELS, labels);
         if *scope == Scope::All {
             tail.push(Statement::new(
                 format!("DELETE FROM {}", t.rank_points),

@@ -487,3 +487,45 @@ impl Inputs {
         values.to_vec()
     }
 }
+
+/// Features as a vehicle's labels keep them (`vehicle_labels.features`): each as an 8-byte
+/// little-endian float in the order of [`FEATURES`], NaN for NULL (as for `energy`, the text
+/// one, which is the vehicle's own). No feature is ever NaN: each is computed from integers,
+/// and a division by zero gives NULL.
+pub fn encode(features: &[Option<f64>]) -> Vec<u8> {
+    features
+        .iter()
+        .flat_map(|f| f.unwrap_or(f64::NAN).to_le_bytes())
+        .collect()
+}
+
+/// Reads back what [`encode`] wrote; features beyond the bytes (a shorter row) are NULL.
+pub fn decode(bytes: &[u8]) -> Vec<Option<f64>> {
+    let mut features: Vec<Option<f64>> = bytes
+        .chunks_exact(8)
+        .map(|b| {
+            let mut le = [0; 8];
+            le.copy_from_slice(b);
+            Some(f64::from_le_bytes(le)).filter(|v| !v.is_nan())
+        })
+        .collect();
+    features.resize(FEATURES.len(), None);
+    features
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_features_read_back_bit_for_bit() {
+        let features: Vec<Option<f64>> = (0..FEATURES.len())
+            .map(|i| (i % 3 != 0).then(|| i as f64 / 7.0 - 2.0))
+            .collect();
+        let bytes = encode(&features);
+        assert_eq!(bytes.len(), 8 * FEATURES.len());
+        assert_eq!(decode(&bytes), features);
+        assert_eq!(decode(&bytes[..16]).len(), FEATURES.len());
+        assert_eq!(decode(&[]), vec![None; FEATURES.len()]);
+    }
+}

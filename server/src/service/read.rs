@@ -185,36 +185,19 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// A vehicle's features with the day they were computed, by VIN (`$1`): built once, read by
-/// every vehicle lookup.
-static FEATURES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns: Vec<&str> = crate::labels::features::FEATURES
-        .iter()
-        .map(|f| f.name)
-        .collect();
-    format!(
-        "SELECT labelled_day, {} FROM profiles WHERE vin = $1",
-        columns.join(", ")
-    )
-});
-
-/// A row of [`FEATURES_SQL`] as a JSON object by feature name.
-fn features_json(row: &Row) -> serde_json::Value {
+/// A vehicle's features as its labels keep them, as a JSON object by feature name with the
+/// labelling day; `energy`, the text feature, is the vehicle's own.
+fn features_json(labelled_day: i64, features: &[u8], energy: &str) -> serde_json::Value {
     let mut map = serde_json::Map::new();
-    map.insert(
-        "labelled".into(),
-        day_text(row.first().and_then(Value::int).unwrap_or(0)).into(),
-    );
-    for (feature, value) in crate::labels::features::FEATURES
-        .iter()
-        .zip(row.iter().skip(1))
-    {
-        let json = match value {
-            Value::Text(s) => serde_json::Value::from(s.clone()),
-            other => other
-                .real()
+    map.insert("labelled".into(), day_text(labelled_day).into());
+    let values = crate::labels::features::decode(features);
+    for (feature, value) in crate::labels::features::FEATURES.iter().zip(values) {
+        let json = if feature.text {
+            serde_json::Value::from(energy)
+        } else {
+            value
                 .and_then(serde_json::Number::from_f64)
-                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)
         };
         map.insert(feature.name.to_owned(), json);
     }
@@ -314,7 +297,7 @@ impl Store {
         let mut all = vec![Value::from(vin)];
         all.append(&mut params);
         let by_vin = || vec![Value::from(vin)];
-        // One trip for the three: 64 clients' lookups spent much of their time handing
+        // One trip for the two: 64 clients' lookups spent much of their time handing
         // queries to the database's threads one at a time.
         let mut results = self
             .query_batch(vec![
@@ -323,9 +306,8 @@ impl Store {
                         .into(),
                     all,
                 ),
-                (FEATURES_SQL.as_str().into(), by_vin()),
                 (
-                    "SELECT labels, sources, actions, labelled_day, rules FROM vehicle_labels WHERE vin = $1"
+                    "SELECT labels, sources, actions, labelled_day, rules, features FROM vehicle_labels WHERE vin = $1"
                         .into(),
                     by_vin(),
                 ),
@@ -338,13 +320,17 @@ impl Store {
             return Ok(None);
         };
         let summary = vehicle(&mut row);
-        let features = next()
-            .into_iter()
-            .next()
-            .map_or(serde_json::Value::Null, |row| features_json(&row));
-        let (labels, actions) = match next().into_iter().next() {
-            Some(row) => self.explained(&row, &features).await?,
-            None => (Vec::new(), Vec::new()),
+        let (features, labels, actions) = match next().into_iter().next() {
+            Some(row) => {
+                let features = features_json(
+                    row[3].int().unwrap_or(0),
+                    row[5].bytes().unwrap_or_default(),
+                    &summary.energy,
+                );
+                let (labels, actions) = self.explained(&row, &features).await?;
+                (features, labels, actions)
+            }
+            None => (serde_json::Value::Null, Vec::new(), Vec::new()),
         };
         Ok(Some(VehicleDetail {
             vehicle: summary,

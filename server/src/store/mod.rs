@@ -861,27 +861,19 @@ impl Store {
     }
 
     /// The evidence of a vehicle's label in `group`, as JSON text, rendered from the catalog
-    /// of the rules that gave it and the vehicle's features.
+    /// of the rules that gave it and the features kept with the labels.
     pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
-        use crate::labels::features::FEATURES;
-        let names: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
-        let mut results = self
-            .query_batch(vec![
-                (
-                    "SELECT labels, sources, rules FROM vehicle_labels WHERE vin = $1".into(),
-                    vec![vin.into()],
-                ),
-                (
-                    format!("SELECT {} FROM profiles WHERE vin = $1", names.join(", ")).into(),
-                    vec![vin.into()],
-                ),
-            ])
+        use crate::labels::features::{FEATURES, decode};
+        let Some(row) = self
+            .query(
+                "SELECT vl.labels, vl.sources, vl.rules, vl.features, v.energy \
+                 FROM vehicle_labels vl JOIN vehicles v ON v.vin = vl.vin WHERE vl.vin = $1",
+                vec![vin.into()],
+            )
             .await?
-            .into_iter();
-        let (Some(row), profile) = (
-            results.next().unwrap_or_default().into_iter().next(),
-            results.next().unwrap_or_default().into_iter().next(),
-        ) else {
+            .into_iter()
+            .next()
+        else {
             return Ok(String::new());
         };
         let stored =
@@ -889,14 +881,12 @@ impl Store {
         let Some(catalog) = crate::labels::catalog(self, &owned_text(&row, 2)).await? else {
             return Ok(String::new());
         };
+        let features = decode(row[3].bytes().unwrap_or_default());
+        let energy = owned_text(&row, 4);
         let feature = |name: &str| -> serde_json::Value {
-            let value = names
-                .iter()
-                .position(|n| *n == name)
-                .and_then(|i| profile.as_ref().and_then(|p| p.get(i)));
-            match value {
-                Some(Value::Text(text)) => text.clone().into(),
-                Some(other) => other.real().map_or(serde_json::Value::Null, Into::into),
+            match FEATURES.iter().position(|f| f.name == name) {
+                Some(0) => energy.clone().into(),
+                Some(i) => features[i].map_or(serde_json::Value::Null, Into::into),
                 None => serde_json::Value::Null,
             }
         };

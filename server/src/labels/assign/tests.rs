@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::labels::engine::{Day, Scope, relabel};
 use crate::store::synthetic::{Size, populate};
-use crate::store::{Statement, Store, Value};
+use crate::store::{Store, Value};
 
 const TEN: &str = r#"
 version = 1
@@ -189,19 +189,24 @@ async fn the_assigner_agrees_with_the_sql_engine() {
         .await
         .unwrap();
 
-    // The features the server computed from the inputs it gathered are the ones SQL computes.
+    // The features the server computed from the inputs it gathered, and kept with the labels,
+    // are the ones SQL computes.
+    store.execute(oracle::create()).await.unwrap();
     store
-        .execute(vec![
-            Statement::new(
-                "CREATE TABLE oracle_profiles AS SELECT * FROM profiles WHERE 1 = 0",
-                vec![],
-            ),
-            oracle::profile_statement(&rules, "oracle_profiles", store.dialect(), day),
-        ])
+        .execute(vec![oracle::profile_statement(
+            &rules,
+            oracle::ORACLE.profiles,
+            store.dialect(),
+            day,
+        )])
         .await
         .unwrap();
     let mine = store
-        .query("SELECT * FROM profiles ORDER BY vin", vec![])
+        .query(
+            "SELECT vl.vin, vl.features, v.energy FROM vehicle_labels vl \
+             JOIN vehicles v ON v.vin = vl.vin ORDER BY vl.vin",
+            vec![],
+        )
         .await
         .unwrap();
     let sql = store
@@ -212,16 +217,20 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     assert_eq!(mine.len(), sql.len());
     let mut compared = 0;
     for (a, b) in mine.iter().zip(&sql) {
-        for (column, (x, y)) in a.iter().zip(b).enumerate() {
-            match (x.real(), y.real()) {
+        assert_eq!(a[0], b[0]);
+        assert_eq!(a[2], b[6], "{:?} energy", a[0]);
+        let features = crate::labels::features::decode(a[1].bytes().unwrap());
+        for (i, (x, y)) in features.iter().zip(&b[6..]).enumerate().skip(1) {
+            let name = FEATURES[i].name;
+            match (x, y.real()) {
                 (Some(x), Some(y)) => assert!(
                     (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-                    "{:?} column {column}: {x} against {y}",
+                    "{:?} {name}: {x} against {y}",
                     a[0]
                 ),
-                _ => assert_eq!(x, y, "{:?} column {column}", a[0]),
+                (x, y) => assert_eq!(*x, y, "{:?} {name}", a[0]),
             }
-            compared += usize::from(!matches!(x, Value::Null));
+            compared += usize::from(x.is_some());
         }
     }
     assert!(compared > 100_000, "{compared} values");
@@ -237,7 +246,7 @@ async fn the_assigner_agrees_with_the_sql_engine() {
                 "SELECT p.vin, p.customer_id, p.device_id, \
                  (SELECT COUNT(*) FROM campaign_responses cr WHERE cr.customer_id = p.customer_id \
                   AND cr.sent_day > {}), {}, {} \
-                 FROM profiles p LEFT JOIN customers c ON c.id = p.customer_id ORDER BY p.vin",
+                 FROM oracle_profiles p LEFT JOIN customers c ON c.id = p.customer_id ORDER BY p.vin",
                 day.number - i64::from(rules.settings.contact_period_days),
                 channels.join(", "),
                 columns
@@ -276,7 +285,6 @@ async fn the_assigner_agrees_with_the_sql_engine() {
         column(&subjects, f)
     })
     .unwrap();
-    store.execute(oracle::create()).await.unwrap();
     store
         .execute(oracle::statements(&rules, store.dialect(), day))
         .await

@@ -6,15 +6,20 @@
 -- order of `labels`), its ranked actions, the day, and the fingerprint of the rules. The words
 -- that explain them (each rule as written, why, each strategy's title and priority) are kept
 -- once per rules file in `rule_catalogs`, and a vehicle's page renders the evidence from them
--- and the vehicle's features.
+-- and the vehicle's features as of the labelling, kept in the row too (`features`: each
+-- feature in the order the server lists them, as an 8-byte little-endian float, NaN for NULL;
+-- the text feature, energy, is the vehicle's own). `profiles`, a row of 50 columns per
+-- vehicle, goes: writing it cost a relabel as much as everything else.
 ALTER TABLE vehicle_labels ADD COLUMN sources TEXT NOT NULL DEFAULT '';
 ALTER TABLE vehicle_labels ADD COLUMN actions TEXT NOT NULL DEFAULT '';
 ALTER TABLE vehicle_labels ADD COLUMN labelled_day {int} NOT NULL DEFAULT 0;
 ALTER TABLE vehicle_labels ADD COLUMN rules TEXT NOT NULL DEFAULT '';
+ALTER TABLE vehicle_labels ADD COLUMN features {bytes};
 ALTER TABLE preview_vehicle_labels ADD COLUMN sources TEXT NOT NULL DEFAULT '';
 ALTER TABLE preview_vehicle_labels ADD COLUMN actions TEXT NOT NULL DEFAULT '';
 ALTER TABLE preview_vehicle_labels ADD COLUMN labelled_day {int} NOT NULL DEFAULT 0;
 ALTER TABLE preview_vehicle_labels ADD COLUMN rules TEXT NOT NULL DEFAULT '';
+ALTER TABLE preview_vehicle_labels ADD COLUMN features {bytes};
 CREATE TABLE rule_catalogs (
     fingerprint TEXT PRIMARY KEY,
     catalog TEXT NOT NULL
@@ -25,6 +30,8 @@ DROP TABLE tier_scores;
 DROP TABLE preview_labels;
 DROP TABLE preview_actions;
 DROP TABLE preview_tier_scores;
+DROP TABLE profiles;
+DROP TABLE preview_profiles;
 -- The rows written before lack their sources and actions: the server relabels everyone at
 -- its next start (no full relabel is on record any more).
 DELETE FROM vehicle_labels;

@@ -17,7 +17,7 @@ pub struct Tables {
 }
 
 pub const ORACLE: Tables = Tables {
-    profiles: "profiles",
+    profiles: "oracle_profiles",
     tier_scores: "oracle_tier_scores",
     labels: "oracle_labels",
     actions: "oracle_actions",
@@ -25,16 +25,24 @@ pub const ORACLE: Tables = Tables {
 
 /// Its tables.
 pub fn create() -> Vec<Statement> {
-    [
+    let features: String = crate::labels::features::FEATURES
+        .iter()
+        .skip(1)
+        .map(|f| format!(", {} REAL", f.name))
+        .collect();
+    let profiles = format!(
+        "CREATE TABLE oracle_profiles (vin TEXT PRIMARY KEY, customer_id TEXT, store_id INTEGER, \
+         fleet_id TEXT, device_id TEXT, labelled_day INTEGER NOT NULL, energy TEXT NOT NULL{features})"
+    );
+    std::iter::once(profiles.as_str()).chain([
         "CREATE TABLE oracle_tier_scores (vin TEXT NOT NULL, grp TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (vin, grp))",
         "CREATE TABLE oracle_labels (vin TEXT NOT NULL, grp TEXT NOT NULL, value TEXT NOT NULL, rule TEXT NOT NULL, \
          evidence TEXT NOT NULL, labelled_day INTEGER NOT NULL, PRIMARY KEY (vin, grp, value))",
         "CREATE TABLE oracle_actions (vin TEXT NOT NULL, customer_id TEXT, strategy TEXT NOT NULL, priority INTEGER NOT NULL, \
          rank INTEGER NOT NULL, channel TEXT, status TEXT NOT NULL, reason TEXT NOT NULL, labelled_day INTEGER NOT NULL, \
          PRIMARY KEY (vin, strategy))",
-    ]
-    .into_iter()
-    .map(|sql| Statement::new(sql, vec![]))
+    ])
+    .map(|sql| Statement::new(sql.to_owned(), vec![]))
     .collect()
 }
 
