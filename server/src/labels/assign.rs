@@ -314,14 +314,38 @@ impl Assigner {
     pub fn new(
         rules: &Rules,
         context: Context,
-        column: impl Fn(usize) -> Vec<f64>,
+        column: impl Fn(usize) -> Vec<f64> + Sync,
     ) -> Result<Assigner, String> {
         let features = part_features(rules)?;
         let mut parts: Vec<(String, Points)> = Vec::new();
         let mut ranked = Vec::new();
         let mut scores = Vec::new();
-        for (tier, features) in rules.tiers.iter().zip(&features) {
-            let (tier_ranked, tier_parts, tier_scores) = rank_tier(tier, features, &column);
+        // Tiers rank apart from each other: two threads, half the tiers each.
+        let tiers: Vec<(&super::rules::Tier, &Vec<usize>)> =
+            rules.tiers.iter().zip(&features).collect();
+        let half = tiers.len().div_ceil(2).max(1);
+        let column = &column;
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = tiers
+                .chunks(half)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(tier, features)| rank_tier(tier, features, column))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        if results.len() != rules.tiers.len() {
+            return Err("a tier's ranking failed".to_owned());
+        }
+        for (tier_ranked, tier_parts, tier_scores) in results {
             for (name, points) in tier_parts {
                 if !parts.iter().any(|(n, _)| *n == name) {
                     parts.push((name, points));
@@ -661,7 +685,7 @@ fn per_rule<T>(
 fn rank_tier(
     tier: &super::rules::Tier,
     features: &[usize],
-    column: &impl Fn(usize) -> Vec<f64>,
+    column: &(impl Fn(usize) -> Vec<f64> + Sync),
 ) -> (Vec<(f64, u32)>, Vec<(String, Points)>, Points) {
     let mut scores: Vec<f64> = Vec::new();
     let mut parts = Vec::new();

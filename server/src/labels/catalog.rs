@@ -65,6 +65,8 @@ pub struct Catalog {
     pub groups: Vec<GroupEntry>,
     /// Strategies.
     pub strategies: Vec<StrategyEntry>,
+    /// The default service intervals, km and months: features depend on them.
+    pub service_intervals: (f64, f64),
 }
 
 impl Catalog {
@@ -117,6 +119,10 @@ impl Catalog {
                     reason: format!("{}: {}", s.title, s.when.text),
                 })
                 .collect(),
+            service_intervals: (
+                rules.settings.service_interval_km,
+                rules.settings.service_interval_months,
+            ),
         }
     }
 
@@ -180,10 +186,18 @@ impl Source {
     /// As stored beside a label: `r{index}` for a rule, `t{score}/{rank}/{of}` for a tier
     /// (the score in Rust's shortest exact decimal, so it reads back bit for bit).
     pub fn encode(&self) -> String {
-        match self {
-            Source::Rule(r) => format!("r{r}"),
-            Source::Tier { score, rank, of } => format!("t{score}/{rank}/{of}"),
-        }
+        let mut out = String::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Source::encode`], appended to `out`.
+    pub fn encode_into(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = match self {
+            Source::Rule(r) => write!(out, "r{r}"),
+            Source::Tier { score, rank, of } => write!(out, "t{score}/{rank}/{of}"),
+        };
     }
 
     /// Reads back what [`Source::encode`] wrote.

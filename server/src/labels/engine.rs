@@ -14,13 +14,15 @@
 //! 4,096 distinct values, and within one in 4,096 of the population beyond.
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::sync::{Arc, Mutex};
 
 use std::borrow::Cow;
 
 use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
-use super::features::{DayRow, FEATURES, Inputs, encode};
+use super::features::{DayRow, FEATURES, Inputs, Places};
 use super::rules::{CHANNELS, Rules};
 use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
 
@@ -150,9 +152,8 @@ const SIZE_POINT: f64 = 1e308;
 /// vehicle's `group=value` pairs sorted by group and value, separated by single spaces;
 /// `sources` where each came from, in the same order ([`super::assign::Source::encode`]);
 /// `actions` its ranked actions as `rank/strategy/channel/status` (channel `-` without one),
-/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for;
-/// `features` the features as of the day ([`super::features::encode`]).
-const VEHICLE_LABELS: [(&str, &str); 10] = [
+/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for.
+const VEHICLE_LABELS: [(&str, &str); 9] = [
     ("vin", "text"),
     ("labels", "text"),
     ("sources", "text"),
@@ -162,66 +163,86 @@ const VEHICLE_LABELS: [(&str, &str); 10] = [
     ("first_status", "text"),
     ("labelled_day", "bigint"),
     ("rules", "text"),
-    ("features", "bytea"),
 ];
 
-/// A vehicle's `vehicle_labels` row ([`VEHICLE_LABELS`]).
-fn vehicle_row(
-    assigner: &Assigner,
-    subject: &Subject,
-    assigned: &Assigned,
+/// Builds `vehicle_labels` rows ([`VEHICLE_LABELS`]) with what every row shares prepared
+/// once: each label's `group=value` text and its place in (group, value) order. (Formatting
+/// each row's pieces afresh took twice as long as assigning its labels.)
+struct Rows {
+    assigner: Arc<Assigner>,
+    /// Per label value: its text, and its rank in (group, value) order.
+    pairs: Vec<(String, usize)>,
     day: i64,
-    fingerprint: &str,
-) -> Vec<Value> {
-    let values = assigner.label_values();
-    let mut labels: Vec<(&str, &str, String)> = assigned
-        .labels
-        .iter()
-        .filter_map(|l| {
-            let (group, value) = values.get(l.value)?;
-            Some((group.as_str(), value.as_str(), l.source.encode()))
-        })
-        .collect();
-    labels.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let strategies = &assigner.rules().strategies;
-    let actions: Vec<String> = assigned
-        .actions
-        .iter()
-        .map(|a| {
-            format!(
+    fingerprint: String,
+}
+
+impl Rows {
+    fn new(assigner: Arc<Assigner>, day: i64, fingerprint: String) -> Rows {
+        let values = assigner.label_values();
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[a].cmp(&values[b]));
+        let mut pairs: Vec<(String, usize)> = values
+            .iter()
+            .map(|(g, v)| (format!("{g}={v}"), 0))
+            .collect();
+        for (rank, &index) in order.iter().enumerate() {
+            pairs[index].1 = rank;
+        }
+        Rows {
+            assigner,
+            pairs,
+            day,
+            fingerprint,
+        }
+    }
+
+    fn row(&self, subject: &Subject, assigned: &Assigned) -> Vec<Value> {
+        use std::fmt::Write;
+        let mut labels: Vec<&super::assign::Label> = assigned
+            .labels
+            .iter()
+            .filter(|l| l.value < self.pairs.len())
+            .collect();
+        labels.sort_unstable_by_key(|l| self.pairs[l.value].1);
+        let (mut text, mut sources) = (String::with_capacity(256), String::with_capacity(96));
+        for (i, label) in labels.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+                sources.push(' ');
+            }
+            text.push_str(&self.pairs[label.value].0);
+            label.source.encode_into(&mut sources);
+        }
+        let strategies = &self.assigner.rules().strategies;
+        let mut actions = String::with_capacity(96);
+        for (i, a) in assigned.actions.iter().enumerate() {
+            if i > 0 {
+                actions.push(' ');
+            }
+            let _ = write!(
+                actions,
                 "{}/{}/{}/{}",
                 a.rank,
                 strategies[a.strategy].name,
                 a.channel.map_or("-", |c| CHANNELS[c]),
                 a.status.as_str()
-            )
-        })
-        .collect();
-    let first = assigned.actions.first().filter(|a| a.rank == 1);
-    vec![
-        subject.vin.clone().into(),
-        labels
-            .iter()
-            .map(|(g, v, _)| format!("{g}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-            .into(),
-        labels
-            .iter()
-            .map(|(_, _, s)| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .into(),
-        actions.join(" ").into(),
-        first.map_or(Value::Null, |a| strategies[a.strategy].name.clone().into()),
-        first
-            .and_then(|a| a.channel)
-            .map_or(Value::Null, |c| CHANNELS[c].into()),
-        first.map_or(Value::Null, |a| a.status.as_str().into()),
-        day.into(),
-        fingerprint.into(),
-        Value::Bytes(encode(&subject.features)),
-    ]
+            );
+        }
+        let first = assigned.actions.first().filter(|a| a.rank == 1);
+        vec![
+            subject.vin.as_str().into(),
+            text.into(),
+            sources.into(),
+            actions.into(),
+            first.map_or(Value::Null, |a| strategies[a.strategy].name.as_str().into()),
+            first
+                .and_then(|a| a.channel)
+                .map_or(Value::Null, |c| CHANNELS[c].into()),
+            first.map_or(Value::Null, |a| a.status.as_str().into()),
+            self.day.into(),
+            self.fingerprint.as_str().into(),
+        ]
+    }
 }
 
 /// The rank points of the last full relabel, by name.
@@ -262,47 +283,47 @@ struct Vehicle {
 #[derive(Default)]
 struct Gathered {
     vehicles: Vec<Vehicle>,
-    by_vin: HashMap<Box<str>, u32>,
-    by_device: HashMap<Box<str>, u32>,
     /// Per customer: campaigns sent up to the day, answered, and sent within the contact
     /// period.
-    campaigns: HashMap<Box<str>, (i64, i64, i64)>,
+    campaigns: AHashMap<Box<str>, (i64, i64, i64)>,
 }
 
 impl Gathered {
-    fn by_vin(&mut self, vin: Option<Cow<'_, str>>) -> Option<&mut Vehicle> {
-        let position = *self.by_vin.get(vin?.as_ref())?;
-        self.vehicles.get_mut(position as usize)
-    }
-
-    fn by_device(&mut self, device: Option<Cow<'_, str>>) -> Option<&mut Vehicle> {
-        let position = *self.by_device.get(device?.as_ref())?;
-        self.vehicles.get_mut(position as usize)
-    }
-
-    /// A vehicle's features as of `day`.
-    fn features(&self, vehicle: &Vehicle, day: Day, rules: &Rules) -> Vec<Option<f64>> {
-        let mut inputs_campaigns = (0, 0);
-        if let Some((sent, answered, _)) = vehicle
+    /// A vehicle's features as of `day`, with the rules' default service intervals.
+    fn features(&self, vehicle: &Vehicle, day: Day, intervals: (f64, f64)) -> Vec<Option<f64>> {
+        let campaigns = vehicle
             .customer
             .as_ref()
             .and_then(|c| self.campaigns.get(c))
-        {
-            inputs_campaigns = (*sent, *answered);
-        }
-        let mut features = vehicle.inputs.features(
-            day.number,
-            day.year,
-            rules.settings.service_interval_km,
-            rules.settings.service_interval_months,
-            inputs_campaigns,
-        );
+            .map_or((0, 0), |(sent, answered, _)| (*sent, *answered));
+        let mut features =
+            vehicle
+                .inputs
+                .features(day.number, day.year, intervals.0, intervals.1, campaigns);
         features[0] = None;
         features
     }
 }
 
-fn lock(state: &Mutex<Gathered>) -> Result<std::sync::MutexGuard<'_, Gathered>, StoreError> {
+/// Where a vehicle sits in [`Gathered::vehicles`], by VIN and by device, and its store.
+#[derive(Default)]
+struct Index {
+    by_vin: AHashMap<Box<str>, u32>,
+    by_device: AHashMap<Box<str>, u32>,
+    stores: Vec<Option<i64>>,
+}
+
+impl Index {
+    fn vin(&self, vin: Option<Cow<'_, str>>) -> Option<usize> {
+        self.by_vin.get(vin?.as_ref()).map(|p| *p as usize)
+    }
+
+    fn device(&self, device: Option<Cow<'_, str>>) -> Option<usize> {
+        self.by_device.get(device?.as_ref()).map(|p| *p as usize)
+    }
+}
+
+fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
     state
         .lock()
         .map_err(|_| StoreError::Worker("relabel state poisoned".into()))
@@ -312,34 +333,26 @@ fn int(cells: &dyn Cells, index: usize) -> Result<Option<i64>, StoreError> {
     Ok(cells.real(index)?.map(|v| v as i64))
 }
 
-/// Reads the inputs of the vehicles in `scope`: the registry, then each table of the
-/// vehicles' history in one pass (visits before days: the km since a service count from it).
-async fn gather(
+/// The vehicles matching `select` (on `v`) with their owners, and where each sits.
+async fn registry(
     store: &Store,
-    scope: &Scope,
-    day: Day,
-    rules: &Rules,
-) -> Result<Gathered, StoreError> {
-    let state = Arc::new(Mutex::new(Gathered::default()));
-    let today = day.number;
-    let (select, params) = scope_sql(scope, "v.vin", 1);
-    let within = |column: &str, of: &str| -> (String, Vec<Value>) {
-        match scope {
-            Scope::All => ("1 = 1".to_owned(), vec![]),
-            _ => {
-                let (inner, params) = scope_sql(scope, "v2.vin", 1);
-                (
-                    format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})"),
-                    params,
-                )
-            }
-        }
-    };
+    select: &str,
+    params: Vec<Value>,
+    count: usize,
+) -> Result<(Vec<Vehicle>, Index), StoreError> {
     let consents: String = CHANNELS
         .iter()
         .map(|c| format!(", CASE WHEN c.{c}_opt_in THEN 1 ELSE 0 END"))
         .collect();
-    let into = Arc::clone(&state);
+    let registry = Arc::new(Mutex::new((
+        Vec::<Vehicle>::with_capacity(count),
+        Index {
+            by_vin: AHashMap::with_capacity(count),
+            by_device: AHashMap::with_capacity(count),
+            stores: Vec::with_capacity(count),
+        },
+    )));
+    let into = Arc::clone(&registry);
     store
         .scan(
             format!(
@@ -375,162 +388,280 @@ async fn gather(
                     consents,
                     inputs,
                 };
-                let mut g = lock(&into)?;
-                let position = g.vehicles.len() as u32;
-                g.by_vin.insert(vehicle.vin.clone(), position);
+                let mut guard = lock(&into)?;
+                let (vehicles, index) = &mut *guard;
+                let position = vehicles.len() as u32;
+                index.by_vin.insert(vehicle.vin.clone(), position);
                 if let Some(device) = &vehicle.device_id {
-                    g.by_device.insert(device.clone(), position);
+                    index.by_device.insert(device.clone(), position);
                 }
-                g.vehicles.push(vehicle);
+                index.stores.push(vehicle.store_id);
+                vehicles.push(vehicle);
                 Ok(())
             },
         )
         .await?;
+    let taken = std::mem::take(&mut *lock(&registry)?);
+    Ok(taken)
+}
 
-    let (scope_vin, params) = within("vin", "vin");
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!(
-                "SELECT vin, visit_day, spend_cents, kind, odometer_km FROM service_visits \
-                 WHERE visit_day <= {today} AND {scope_vin}"
-            ),
-            params,
-            move |cells| {
-                let (day, spend, odometer) = (int(cells, 1)?, int(cells, 2)?, int(cells, 4)?);
-                let kind = cells.text(3)?.map(|k| k.into_owned()).unwrap_or_default();
-                if let (Some(v), Some(day)) = (lock(&into)?.by_vin(cells.text(0)?), day) {
-                    v.inputs
-                        .visit(today, day, spend.unwrap_or(0), &kind, odometer);
-                }
-                Ok(())
-            },
-        )
-        .await?;
+/// One registry after the other: the second's positions follow the first's.
+fn merge(low: (Vec<Vehicle>, Index), high: (Vec<Vehicle>, Index)) -> (Vec<Vehicle>, Index) {
+    let (mut vehicles, mut index) = low;
+    let (more, other) = high;
+    let offset = vehicles.len() as u32;
+    index
+        .by_vin
+        .extend(other.by_vin.into_iter().map(|(k, p)| (k, p + offset)));
+    index
+        .by_device
+        .extend(other.by_device.into_iter().map(|(k, p)| (k, p + offset)));
+    index.stores.extend(other.stores);
+    vehicles.extend(more);
+    (vehicles, index)
+}
 
-    let (scope_customer, params) = within("customer_id", "customer_id");
-    let since = today - i64::from(rules.settings.contact_period_days);
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!(
-                "SELECT customer_id, sent_day, CASE WHEN responded THEN 1 ELSE 0 END \
-                 FROM campaign_responses WHERE {scope_customer}"
-            ),
-            params,
-            move |cells| {
-                let Some(customer) = cells.text(0)? else {
-                    return Ok(());
-                };
-                let (sent_day, responded) = (int(cells, 1)?, int(cells, 2)? == Some(1));
-                let mut g = lock(&into)?;
-                let entry = g.campaigns.entry(customer.into()).or_default();
-                if sent_day.is_some_and(|d| d <= today) {
-                    entry.0 += 1;
-                    entry.1 += i64::from(responded);
-                }
-                if sent_day.is_some_and(|d| d > since) {
-                    entry.2 += 1;
-                }
-                Ok(())
-            },
-        )
-        .await?;
-
-    let (scope_device, params) = within("device_id", "device_id");
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!("SELECT device_id, odometer_m FROM reported_vehicles WHERE {scope_device}"),
+/// Reads the inputs of the vehicles in `scope`: the registry, then each table of the
+/// vehicles' history once, in two chains at a time (each scan on a connection of its own):
+/// visits then days (the km since a service count from the last visit), and campaigns,
+/// reported vehicles, store distances and POI visits.
+async fn gather(
+    store: &Store,
+    scope: &Scope,
+    day: Day,
+    contact_period_days: u32,
+) -> Result<Gathered, StoreError> {
+    let today = day.number;
+    let (select, params) = scope_sql(scope, "v.vin", 1);
+    let within = |column: &str, of: &str| -> (String, Vec<Value>) {
+        match scope {
+            Scope::All => ("1 = 1".to_owned(), vec![]),
+            _ => {
+                let (inner, params) = scope_sql(scope, "v2.vin", 1);
+                (
+                    format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})"),
+                    params,
+                )
+            }
+        }
+    };
+    // Sized once: growing a million vehicles' inputs moved them about several times.
+    let count = store
+        .query(
+            format!("SELECT COUNT(*) FROM vehicles v WHERE {select}"),
             params.clone(),
-            move |cells| {
-                let odometer = int(cells, 1)?;
-                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
-                    v.inputs.reported_odometer_m = odometer;
-                }
-                Ok(())
-            },
         )
-        .await?;
+        .await?
+        .first()
+        .and_then(|row| row[0].int())
+        .unwrap_or(0)
+        .max(0) as usize;
+    // Half the registry each on two connections, when there is enough of it to pay.
+    let (vehicles, index) = if *scope == Scope::All && count >= 100_000 {
+        let median: Value = store
+            .query(
+                format!(
+                    "SELECT vin FROM vehicles ORDER BY vin LIMIT 1 OFFSET {}",
+                    count / 2
+                ),
+                vec![],
+            )
+            .await?
+            .first()
+            .and_then(|row| row.first().cloned())
+            .unwrap_or(Value::Null);
+        let half = count / 2 + 1;
+        let (low, high) = tokio::try_join!(
+            registry(store, "v.vin < $1", vec![median.clone()], half),
+            registry(store, "v.vin >= $1", vec![median], half),
+        )?;
+        merge(low, high)
+    } else {
+        registry(store, &select, params, count).await?
+    };
+    let n = vehicles.len();
+    let index = Arc::new(index);
+    let history = Arc::new(Mutex::new(vehicles));
+    let places = Arc::new(Mutex::new(vec![Places::default(); n]));
+    let campaigns = Arc::new(Mutex::new(AHashMap::<Box<str>, (i64, i64, i64)>::new()));
 
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!(
-                "SELECT device_id, local_day, distance_m, trips, long_trips, driving_s, moving_s, \
-                 night_pct, commute_trips, harsh_accel + harsh_brake + harsh_corner, overspeed_s, \
-                 score, odometer_m FROM days WHERE local_day <= {today} AND {scope_device}"
-            ),
-            params.clone(),
-            move |cells| {
-                let n = |i: usize| -> Result<i64, StoreError> { Ok(int(cells, i)?.unwrap_or(0)) };
-                let row = DayRow {
-                    local_day: n(1)?,
-                    distance_m: n(2)?,
-                    trips: n(3)?,
-                    long_trips: n(4)?,
-                    driving_s: n(5)?,
-                    moving_s: n(6)?,
-                    night_pct: n(7)?,
-                    commute_trips: n(8)?,
-                    harsh: n(9)?,
-                    overspeed_s: n(10)?,
-                    score: n(11)?,
-                    odometer_m: int(cells, 12)?,
-                };
-                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
-                    v.inputs.day(today, &row);
-                }
-                Ok(())
-            },
-        )
-        .await?;
-
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!(
-                "SELECT device_id, from_local_day, store_id, home_distance_m FROM store_distances \
-                 WHERE {scope_device}"
-            ),
-            params.clone(),
-            move |cells| {
-                let (from, store_id, distance) = (int(cells, 1)?, int(cells, 2)?, int(cells, 3)?);
-                if let (Some(v), Some(from), Some(store_id), Some(distance)) = (
-                    lock(&into)?.by_device(cells.text(0)?),
-                    from,
-                    store_id,
-                    distance,
-                ) {
-                    let own = v.store_id;
-                    v.inputs.store_distance(from, store_id, distance, own);
-                }
-                Ok(())
-            },
-        )
-        .await?;
-
-    let into = Arc::clone(&state);
-    store
-        .scan(
-            format!(
-                "SELECT device_id, kind, visits, last_local_day FROM poi_visits \
-                 WHERE last_local_day > {} AND {scope_device}",
-                today - 90
-            ),
-            params,
-            move |cells| {
-                let kind = cells.text(1)?.map(|k| k.into_owned()).unwrap_or_default();
-                let (visits, last) = (int(cells, 2)?.unwrap_or(0), int(cells, 3)?.unwrap_or(0));
-                if let Some(v) = lock(&into)?.by_device(cells.text(0)?) {
-                    v.inputs.poi(today, &kind, visits, last);
-                }
-                Ok(())
-            },
-        )
-        .await?;
-    let gathered = std::mem::take(&mut *lock(&state)?);
-    Ok(gathered)
+    let (scope_vin, vin_params) = within("vin", "vin");
+    let (scope_device, device_params) = within("device_id", "device_id");
+    let (scope_customer, customer_params) = within("customer_id", "customer_id");
+    let visits_and_days = {
+        let (index, history) = (Arc::clone(&index), Arc::clone(&history));
+        let (index2, history2) = (Arc::clone(&index), Arc::clone(&history));
+        let device_params = device_params.clone();
+        let scope_device = scope_device.clone();
+        async move {
+            store
+                .scan(
+                    format!(
+                        "SELECT vin, visit_day, spend_cents, kind, odometer_km FROM service_visits \
+                         WHERE visit_day <= {today} AND {scope_vin}"
+                    ),
+                    vin_params,
+                    move |cells| {
+                        let (day, spend, odometer) =
+                            (int(cells, 1)?, int(cells, 2)?, int(cells, 4)?);
+                        let kind = cells.text(3)?;
+                        if let (Some(p), Some(day)) = (index.vin(cells.text(0)?), day) {
+                            let mut vehicles = lock(&history)?;
+                            vehicles[p].inputs.visit(
+                                today,
+                                day,
+                                spend.unwrap_or(0),
+                                kind.as_deref().unwrap_or_default(),
+                                odometer,
+                            );
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            store
+                .scan(
+                    format!(
+                        "SELECT device_id, local_day, distance_m, trips, long_trips, driving_s, moving_s, \
+                         night_pct, commute_trips, harsh_accel + harsh_brake + harsh_corner, overspeed_s, \
+                         score, odometer_m FROM days WHERE local_day <= {today} AND {scope_device}"
+                    ),
+                    device_params,
+                    move |cells| {
+                        let n = |i: usize| -> Result<i64, StoreError> {
+                            Ok(int(cells, i)?.unwrap_or(0))
+                        };
+                        let row = DayRow {
+                            local_day: n(1)?,
+                            distance_m: n(2)?,
+                            trips: n(3)?,
+                            long_trips: n(4)?,
+                            driving_s: n(5)?,
+                            moving_s: n(6)?,
+                            night_pct: n(7)?,
+                            commute_trips: n(8)?,
+                            harsh: n(9)?,
+                            overspeed_s: n(10)?,
+                            score: n(11)?,
+                            odometer_m: int(cells, 12)?,
+                        };
+                        if let Some(p) = index2.device(cells.text(0)?) {
+                            lock(&history2)?[p].inputs.day(today, &row);
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            Ok::<(), StoreError>(())
+        }
+    };
+    let since = today - i64::from(contact_period_days);
+    let the_rest = {
+        let into = Arc::clone(&campaigns);
+        let (i1, p1) = (Arc::clone(&index), Arc::clone(&places));
+        let (i2, p2) = (Arc::clone(&index), Arc::clone(&places));
+        let (i3, p3) = (Arc::clone(&index), Arc::clone(&places));
+        async move {
+            store
+                .scan(
+                    format!(
+                        "SELECT customer_id, sent_day, CASE WHEN responded THEN 1 ELSE 0 END \
+                         FROM campaign_responses WHERE {scope_customer}"
+                    ),
+                    customer_params,
+                    move |cells| {
+                        let Some(customer) = cells.text(0)? else {
+                            return Ok(());
+                        };
+                        let (sent_day, responded) = (int(cells, 1)?, int(cells, 2)? == Some(1));
+                        let mut campaigns = lock(&into)?;
+                        let entry = match campaigns.get_mut(customer.as_ref()) {
+                            Some(entry) => entry,
+                            None => campaigns.entry(customer.into()).or_default(),
+                        };
+                        if sent_day.is_some_and(|d| d <= today) {
+                            entry.0 += 1;
+                            entry.1 += i64::from(responded);
+                        }
+                        if sent_day.is_some_and(|d| d > since) {
+                            entry.2 += 1;
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            store
+                .scan(
+                    format!(
+                        "SELECT device_id, odometer_m FROM reported_vehicles WHERE {scope_device}"
+                    ),
+                    device_params.clone(),
+                    move |cells| {
+                        let odometer = int(cells, 1)?;
+                        if let Some(p) = i1.device(cells.text(0)?) {
+                            lock(&p1)?[p].reported_odometer_m = odometer;
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            store
+                .scan(
+                    format!(
+                        "SELECT device_id, from_local_day, store_id, home_distance_m FROM store_distances \
+                         WHERE {scope_device}"
+                    ),
+                    device_params.clone(),
+                    move |cells| {
+                        let (from, store_id, distance) =
+                            (int(cells, 1)?, int(cells, 2)?, int(cells, 3)?);
+                        if let (Some(p), Some(from), Some(store_id), Some(distance)) =
+                            (i2.device(cells.text(0)?), from, store_id, distance)
+                        {
+                            let own = i2.stores[p];
+                            lock(&p2)?[p].store_distance(from, store_id, distance, own);
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            store
+                .scan(
+                    format!(
+                        "SELECT device_id, kind, visits, last_local_day FROM poi_visits \
+                         WHERE last_local_day > {} AND {scope_device}",
+                        today - 90
+                    ),
+                    device_params,
+                    move |cells| {
+                        let kind = cells.text(1)?;
+                        let (visits, last) =
+                            (int(cells, 2)?.unwrap_or(0), int(cells, 3)?.unwrap_or(0));
+                        if let Some(p) = i3.device(cells.text(0)?) {
+                            lock(&p3)?[p].poi(
+                                today,
+                                kind.as_deref().unwrap_or_default(),
+                                visits,
+                                last,
+                            );
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+            Ok::<(), StoreError>(())
+        }
+    };
+    tokio::try_join!(visits_and_days, the_rest)?;
+    let mut vehicles = std::mem::take(&mut *lock(&history)?);
+    for (vehicle, places) in vehicles.iter_mut().zip(lock(&places)?.iter()) {
+        vehicle.inputs.places = *places;
+    }
+    let campaigns = std::mem::take(&mut *lock(&campaigns)?);
+    Ok(Gathered {
+        vehicles,
+        campaigns,
+    })
 }
 
 /// Rows per statement of a relabel's write.
@@ -538,6 +669,163 @@ fn chunk_rows(dialect: Dialect) -> usize {
     match dialect {
         Dialect::Sqlite => 500,
         Dialect::Postgres => 5_000,
+    }
+}
+
+/// The rules' default service intervals, km and months.
+fn intervals(rules: &Rules) -> (f64, f64) {
+    (
+        rules.settings.service_interval_km,
+        rules.settings.service_interval_months,
+    )
+}
+
+/// One vehicle's features as of `day` (in the order of [`FEATURES`], `energy` as NULL), with
+/// these default service intervals (km, months): what a relabel on that day computed for it,
+/// unless its inputs changed since (the next relabel of the vehicle catches up). `None` for a
+/// VIN not in the registry.
+pub async fn features_of(
+    store: &Store,
+    vin: &str,
+    day: Day,
+    intervals: (f64, f64),
+) -> Result<Option<Vec<Option<f64>>>, StoreError> {
+    let gathered = gather(store, &Scope::Vin(vin.to_owned()), day, 0).await?;
+    Ok(gathered
+        .vehicles
+        .first()
+        .map(|vehicle| gathered.features(vehicle, day, intervals)))
+}
+
+/// Every vehicle's features as of `day`, as a full relabel computes them, by VIN; for tests.
+#[cfg(test)]
+pub(crate) async fn all_features(
+    store: &Store,
+    day: Day,
+    intervals: (f64, f64),
+) -> Result<std::collections::BTreeMap<String, Vec<Option<f64>>>, StoreError> {
+    let gathered = gather(store, &Scope::All, day, 0).await?;
+    Ok(gathered
+        .vehicles
+        .iter()
+        .map(|v| (v.vin.to_string(), gathered.features(v, day, intervals)))
+        .collect())
+}
+
+/// Threads that assign labels and build rows while the database writes.
+const WORKERS: usize = 2;
+
+/// What the threads of a relabel's last step share: the inputs, the ranks, and each
+/// customer's vehicles in a chain from the first, so a customer's actions are ranked and
+/// capped together.
+struct Producer {
+    gathered: Gathered,
+    rows: Rows,
+    day: Day,
+    table: &'static str,
+    dialect: Dialect,
+    /// The next vehicle of the same customer, or `u32::MAX`.
+    next: Vec<u32>,
+    /// The first vehicle of each customer (and every vehicle without one), in order.
+    heads: Vec<u32>,
+}
+
+impl Producer {
+    fn new(
+        gathered: Gathered,
+        assigner: Arc<Assigner>,
+        day: Day,
+        fingerprint: String,
+        table: &'static str,
+        dialect: Dialect,
+    ) -> Producer {
+        let n = gathered.vehicles.len();
+        let mut next = vec![u32::MAX; n];
+        let mut heads = Vec::with_capacity(n);
+        {
+            let mut last: AHashMap<&str, u32> = AHashMap::with_capacity(n);
+            for (p, vehicle) in gathered.vehicles.iter().enumerate() {
+                match vehicle.customer.as_deref() {
+                    Some(customer) => match last.insert(customer, p as u32) {
+                        Some(previous) => next[previous as usize] = p as u32,
+                        None => heads.push(p as u32),
+                    },
+                    None => heads.push(p as u32),
+                }
+            }
+        }
+        Producer {
+            gathered,
+            rows: Rows::new(assigner, day.number, fingerprint),
+            day,
+            table,
+            dialect,
+            next,
+            heads,
+        }
+    }
+
+    /// Assigns the customers whose first vehicles are `heads[range]` and sends their rows,
+    /// a chunk at a time. Stops when the receiver has gone (the write failed).
+    fn produce(
+        &self,
+        range: std::ops::Range<usize>,
+        sender: &tokio::sync::mpsc::Sender<Result<Statement, StoreError>>,
+    ) {
+        let assigner = &self.rows.assigner;
+        let rules = assigner.rules();
+        let chunk = chunk_rows(self.dialect);
+        let mut labels = Vec::with_capacity(chunk);
+        let flush = |labels: &mut Vec<Vec<Value>>| {
+            insert_rows(
+                self.dialect,
+                self.table,
+                &VEHICLE_LABELS,
+                std::mem::take(labels),
+            )
+            .into_iter()
+            .all(|statement| sender.blocking_send(Ok(statement)).is_ok())
+        };
+        for &head in &self.heads[range] {
+            let mut group = vec![head as usize];
+            while let Some(&after) = group.last().map(|&q| &self.next[q]) {
+                if after == u32::MAX {
+                    break;
+                }
+                group.push(after as usize);
+            }
+            let subjects: Vec<(usize, Subject)> = group
+                .iter()
+                .map(|&q| {
+                    let v = &self.gathered.vehicles[q];
+                    let recent = v
+                        .customer
+                        .as_ref()
+                        .and_then(|c| self.gathered.campaigns.get(c))
+                        .map_or(0, |c| c.2);
+                    (
+                        q,
+                        Subject {
+                            vin: v.vin.to_string(),
+                            customer: v.customer.as_deref().map(str::to_owned),
+                            has_device: v.device_id.is_some(),
+                            features: self.gathered.features(v, self.day, intervals(rules)),
+                            energy: Some(v.inputs.energy.clone()),
+                            consents: v.consents,
+                            recent_contacts: recent as u32,
+                        },
+                    )
+                })
+                .collect();
+            let refs: Vec<(usize, &Subject)> = subjects.iter().map(|(q, s)| (*q, s)).collect();
+            for ((_, subject), assigned) in subjects.iter().zip(assigner.customer(&refs)) {
+                labels.push(self.rows.row(subject, &assigned));
+            }
+            if labels.len() >= chunk && !flush(&mut labels) {
+                return;
+            }
+        }
+        flush(&mut labels);
     }
 }
 
@@ -564,7 +852,7 @@ pub async fn relabel_into(
 
     // 1. The features' inputs, one pass over each table.
     let started = std::time::Instant::now();
-    let gathered = gather(store, scope, day, rules).await?;
+    let gathered = gather(store, scope, day, rules.settings.contact_period_days).await?;
     let vehicles = gathered.vehicles.len() as u64;
     report(1, "features", vehicles, started);
 
@@ -586,7 +874,7 @@ pub async fn relabel_into(
         };
         let mut columns = vec![Vec::with_capacity(gathered.vehicles.len()); parts.len()];
         for vehicle in &gathered.vehicles {
-            let features = gathered.features(vehicle, day, rules);
+            let features = gathered.features(vehicle, day, intervals(rules));
             for (column, &part) in columns.iter_mut().zip(&parts) {
                 column.push(rank_value(features[part]));
             }
@@ -605,96 +893,48 @@ pub async fn relabel_into(
     };
     report(2, "ranks", vehicles, started);
 
-    // 3. Labels and actions, customer by customer, written as they are made: one
-    // transaction, so readers see the old labels or the new ones, never half of each.
+    // 3. Labels and actions, customer by customer on two threads, written as they are made:
+    // one transaction, so readers see the old labels or the new ones, never half of each.
     let started = std::time::Instant::now();
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
     let write = store.execute_stream(receiver, Isolation::Snapshot);
+    let fingerprint = rules.fingerprint();
+    let assigner = Arc::new(assigner);
     let produce = async move {
-        let send = |statement: Statement| sender.send(Ok(statement));
-        if send(delete_from(t.vehicle_labels, scope)).await.is_err() {
+        if sender
+            .send(Ok(delete_from(t.vehicle_labels, scope)))
+            .await
+            .is_err()
+        {
             return;
         }
-        let fingerprint = rules.fingerprint();
-        let n = gathered.vehicles.len();
-        // Each customer's vehicles in a chain from the first, so a customer's actions are
-        // ranked and capped together.
-        let mut first: HashMap<&str, u32> = HashMap::new();
-        let mut next = vec![u32::MAX; n];
-        let mut last: HashMap<&str, u32> = HashMap::new();
-        for (p, vehicle) in gathered.vehicles.iter().enumerate() {
-            if let Some(customer) = vehicle.customer.as_deref() {
-                first.entry(customer).or_insert(p as u32);
-                if let Some(previous) = last.insert(customer, p as u32) {
-                    next[previous as usize] = p as u32;
-                }
-            }
-        }
-        drop(last);
-        let mut labels = Vec::new();
-        let chunk = chunk_rows(dialect);
-        for (p, vehicle) in gathered.vehicles.iter().enumerate() {
-            if vehicle
-                .customer
-                .as_deref()
-                .is_some_and(|c| first.get(c) != Some(&(p as u32)))
-            {
-                continue;
-            }
-            let mut group = vec![p];
-            while let Some(&after) = group.last().map(|&q| &next[q]) {
-                if after == u32::MAX {
-                    break;
-                }
-                group.push(after as usize);
-            }
-            let subjects: Vec<(usize, Subject)> = group
-                .iter()
-                .map(|&q| {
-                    let v = &gathered.vehicles[q];
-                    let recent = v
-                        .customer
-                        .as_ref()
-                        .and_then(|c| gathered.campaigns.get(c))
-                        .map_or(0, |c| c.2);
-                    (
-                        q,
-                        Subject {
-                            vin: v.vin.to_string(),
-                            customer: v.customer.as_deref().map(str::to_owned),
-                            has_device: v.device_id.is_some(),
-                            features: gathered.features(v, day, rules),
-                            energy: Some(v.inputs.energy.clone()),
-                            consents: v.consents,
-                            recent_contacts: recent as u32,
-                        },
-                    )
+        let producer = Arc::new(Producer::new(
+            gathered,
+            Arc::clone(&assigner),
+            day,
+            fingerprint.clone(),
+            t.vehicle_labels,
+            dialect,
+        ));
+        let share = producer.heads.len().div_ceil(WORKERS).max(1);
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (producer, sender) = (Arc::clone(&producer), sender.clone());
+                tokio::task::spawn_blocking(move || {
+                    let len = producer.heads.len();
+                    producer.produce((w * share).min(len)..((w + 1) * share).min(len), &sender)
                 })
-                .collect();
-            let refs: Vec<(usize, &Subject)> = subjects.iter().map(|(q, s)| (*q, s)).collect();
-            for ((_, subject), assigned) in subjects.iter().zip(assigner.customer(&refs)) {
-                labels.push(vehicle_row(
-                    &assigner,
-                    subject,
-                    &assigned,
-                    day.number,
-                    &fingerprint,
-                ));
-            }
-            if labels.len() >= chunk {
-                for statement in insert_rows(
-                    dialect,
-                    t.vehicle_labels,
-                    &VEHICLE_LABELS,
-                    std::mem::take(&mut labels),
-                ) {
-                    if send(statement).await.is_err() {
-                        return;
-                    }
-                }
+            })
+            .collect();
+        for worker in workers {
+            if let Err(error) = worker.await {
+                let _ = sender
+                    .send(Err(StoreError::Worker(error.to_string())))
+                    .await;
+                return;
             }
         }
-        let mut tail = insert_rows(dialect, t.vehicle_labels, &VEHICLE_LABELS, labels);
+        let mut tail = Vec::new();
         if *scope == Scope::All {
             tail.push(Statement::new(
                 format!("DELETE FROM {}", t.rank_points),
@@ -732,7 +972,7 @@ pub async fn relabel_into(
             }
         }
         for statement in tail {
-            if send(statement).await.is_err() {
+            if sender.send(Ok(statement)).await.is_err() {
                 return;
             }
         }

@@ -1,6 +1,6 @@
 //! The features labels are computed from, one set per vehicle: [`Inputs`] gathers a vehicle's
 //! registry facts and its history row by row, and [`Inputs::features`] computes them as of a
-//! day. A relabel stores them in `profiles`, which a vehicle's page shows; a test holds them
+//! day: a relabel for every vehicle, a vehicle's page for one (as of its labelling day). A test holds them
 //! to the SQL drivetag computed them with before (`PROFILES_SQL` in the assign test's oracle).
 
 /// One feature rules may use.
@@ -204,8 +204,8 @@ pub struct Inputs {
     pub birthday_month: Option<i64>,
     /// Customers the customer referred.
     pub referrals: i64,
-    /// The odometer the agent reported with the vehicle's details, metres.
-    pub reported_odometer_m: Option<i64>,
+    /// What the agent said of the vehicle's places and odometer.
+    pub places: Places,
     visits_total: i64,
     visits_12m: i64,
     last_visit: Option<i64>,
@@ -215,6 +215,14 @@ pub struct Inputs {
     last_odometer_km: Option<i64>,
     days: Option<DaySums>,
     km_since_base_m: Option<i64>,
+}
+
+/// The part of a vehicle's inputs that come from its agent's vehicle and places summaries,
+/// gathered apart from the rest (a relabel reads them while it reads the days).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Places {
+    /// The odometer the agent reported with the vehicle's details, metres.
+    pub reported_odometer_m: Option<i64>,
     /// The latest store-distance summary's day, and the home distance to the vehicle's store
     /// in it (if that store is in it).
     store_distance: Option<(i64, Option<i64>)>,
@@ -279,6 +287,35 @@ pub const POI_KINDS: [&str; 5] = [
     "premium",
     "charging",
 ];
+
+impl Places {
+    /// A row of a store-distance summary: from `from_day`, home was `distance_m` from store
+    /// `store`; `own_store` is the vehicle's. Only the latest summary counts.
+    pub fn store_distance(
+        &mut self,
+        from_day: i64,
+        store: i64,
+        distance_m: i64,
+        own_store: Option<i64>,
+    ) {
+        let own = (Some(store) == own_store).then_some(distance_m);
+        match &mut self.store_distance {
+            Some((day, _)) if *day > from_day => {}
+            Some((day, found)) if *day == from_day => *found = found.or(own),
+            slot => *slot = Some((from_day, own)),
+        }
+    }
+
+    /// Visits to a point of interest of `kind`, the last on `last_day`.
+    pub fn poi(&mut self, today: i64, kind: &str, visits: i64, last_day: i64) {
+        if last_day <= today - 90 {
+            return;
+        }
+        if let Some(k) = POI_KINDS.iter().position(|p| *p == kind) {
+            self.poi[k] += visits;
+        }
+    }
+}
 
 fn real(v: i64) -> f64 {
     v as f64
@@ -355,33 +392,6 @@ impl Inputs {
         }
     }
 
-    /// A row of a store-distance summary: from `from_day`, home was `distance_m` from store
-    /// `store`; `own_store` is the vehicle's. Only the latest summary counts.
-    pub fn store_distance(
-        &mut self,
-        from_day: i64,
-        store: i64,
-        distance_m: i64,
-        own_store: Option<i64>,
-    ) {
-        let own = (Some(store) == own_store).then_some(distance_m);
-        match &mut self.store_distance {
-            Some((day, _)) if *day > from_day => {}
-            Some((day, found)) if *day == from_day => *found = found.or(own),
-            slot => *slot = Some((from_day, own)),
-        }
-    }
-
-    /// Visits to a point of interest of `kind`, the last on `last_day`.
-    pub fn poi(&mut self, today: i64, kind: &str, visits: i64, last_day: i64) {
-        if last_day <= today - 90 {
-            return;
-        }
-        if let Some(k) = POI_KINDS.iter().position(|p| *p == kind) {
-            self.poi[k] += visits;
-        }
-    }
-
     /// The features, in the order of [`FEATURES`] (`energy`, the text one, as NULL: it is
     /// [`Inputs::energy`]), as of `today` (a day number) in `year`, with the rules' default
     /// service intervals and the customer's campaigns (sent up to the day, answered).
@@ -403,7 +413,7 @@ impl Inputs {
         );
         let ratio = |num: i64, den: i64| (den != 0).then(|| real(num) / real(den));
         let day_odometer = d.and_then(|d| d.odometer_m);
-        let odometer_km = match (day_odometer, self.reported_odometer_m) {
+        let odometer_km = match (day_odometer, self.places.reported_odometer_m) {
             (Some(day), reported) if reported.is_none_or(|r| day >= r) => Some(real(day) / 1000.0),
             (_, Some(reported)) if reported > 0 => Some(real(reported) / 1000.0),
             _ => self.last_odometer_km.map(real),
@@ -475,57 +485,16 @@ impl Inputs {
             ratio(sum(|d| d.score_weighted), m90),
             (m90 != 0).then(|| real(sum(|d| d.harsh90)) * 100000.0 / real(m90)),
             ratio(sum(|d| d.overspeed90), sum(|d| d.moving90)),
-            self.store_distance
+            self.places
+                .store_distance
                 .and_then(|(_, own)| own)
                 .map(|m| real(m) / 1000.0),
-            Some(real(self.poi[0])),
-            Some(real(self.poi[1])),
-            Some(real(self.poi[2])),
-            Some(real(self.poi[3])),
-            Some(real(self.poi[4])),
+            Some(real(self.places.poi[0])),
+            Some(real(self.places.poi[1])),
+            Some(real(self.places.poi[2])),
+            Some(real(self.places.poi[3])),
+            Some(real(self.places.poi[4])),
         ];
         values.to_vec()
-    }
-}
-
-/// Features as a vehicle's labels keep them (`vehicle_labels.features`): each as an 8-byte
-/// little-endian float in the order of [`FEATURES`], NaN for NULL (as for `energy`, the text
-/// one, which is the vehicle's own). No feature is ever NaN: each is computed from integers,
-/// and a division by zero gives NULL.
-pub fn encode(features: &[Option<f64>]) -> Vec<u8> {
-    features
-        .iter()
-        .flat_map(|f| f.unwrap_or(f64::NAN).to_le_bytes())
-        .collect()
-}
-
-/// Reads back what [`encode`] wrote; features beyond the bytes (a shorter row) are NULL.
-pub fn decode(bytes: &[u8]) -> Vec<Option<f64>> {
-    let mut features: Vec<Option<f64>> = bytes
-        .chunks_exact(8)
-        .map(|b| {
-            let mut le = [0; 8];
-            le.copy_from_slice(b);
-            Some(f64::from_le_bytes(le)).filter(|v| !v.is_nan())
-        })
-        .collect();
-    features.resize(FEATURES.len(), None);
-    features
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_features_read_back_bit_for_bit() {
-        let features: Vec<Option<f64>> = (0..FEATURES.len())
-            .map(|i| (i % 3 != 0).then(|| i as f64 / 7.0 - 2.0))
-            .collect();
-        let bytes = encode(&features);
-        assert_eq!(bytes.len(), 8 * FEATURES.len());
-        assert_eq!(decode(&bytes), features);
-        assert_eq!(decode(&bytes[..16]).len(), FEATURES.len());
-        assert_eq!(decode(&[]), vec![None; FEATURES.len()]);
     }
 }

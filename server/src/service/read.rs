@@ -185,12 +185,11 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// A vehicle's features as its labels keep them, as a JSON object by feature name with the
-/// labelling day; `energy`, the text feature, is the vehicle's own.
-fn features_json(labelled_day: i64, features: &[u8], energy: &str) -> serde_json::Value {
+/// A vehicle's features on its labelling day, as a JSON object by feature name with the day;
+/// `energy`, the text feature, is the vehicle's own.
+fn features_json(labelled_day: i64, values: Vec<Option<f64>>, energy: &str) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     map.insert("labelled".into(), day_text(labelled_day).into());
-    let values = crate::labels::features::decode(features);
     for (feature, value) in crate::labels::features::FEATURES.iter().zip(values) {
         let json = if feature.text {
             serde_json::Value::from(energy)
@@ -307,7 +306,7 @@ impl Store {
                     all,
                 ),
                 (
-                    "SELECT labels, sources, actions, labelled_day, rules, features FROM vehicle_labels WHERE vin = $1"
+                    "SELECT labels, sources, actions, labelled_day, rules FROM vehicle_labels WHERE vin = $1"
                         .into(),
                     by_vin(),
                 ),
@@ -322,12 +321,19 @@ impl Store {
         let summary = vehicle(&mut row);
         let (features, labels, actions) = match next().into_iter().next() {
             Some(row) => {
-                let features = features_json(
-                    row[3].int().unwrap_or(0),
-                    row[5].bytes().unwrap_or_default(),
-                    &summary.energy,
-                );
-                let (labels, actions) = self.explained(&row, &features).await?;
+                let labelled = row[3].int().unwrap_or(0);
+                let catalog = crate::labels::catalog(self, &text(&row, 4)).await?;
+                let intervals = catalog.as_ref().map_or((0.0, 0.0), |c| c.service_intervals);
+                let values = crate::labels::engine::features_of(
+                    self,
+                    vin,
+                    crate::labels::engine::Day::from_number(labelled),
+                    intervals,
+                )
+                .await?
+                .unwrap_or_default();
+                let features = features_json(labelled, values, &summary.energy);
+                let (labels, actions) = self.explained(&row, catalog, &features);
                 (features, labels, actions)
             }
             None => (serde_json::Value::Null, Vec::new(), Vec::new()),
@@ -343,14 +349,14 @@ impl Store {
     /// A `vehicle_labels` row's labels with their explanations and its actions with their
     /// reasons, in the words of the rules that gave them (their catalog) and with the values of
     /// the vehicle's features.
-    async fn explained(
+    fn explained(
         &self,
         row: &Row,
+        catalog: Option<std::sync::Arc<crate::labels::catalog::Catalog>>,
         features: &serde_json::Value,
-    ) -> Result<(Vec<LabelView>, Vec<ActionView>), StoreError> {
+    ) -> (Vec<LabelView>, Vec<ActionView>) {
         let stored = Stored::parse(&text(row, 0), &text(row, 1), &text(row, 2));
         let labelled = day_text(row[3].int().unwrap_or(0));
-        let catalog = crate::labels::catalog(self, &text(row, 4)).await?;
         let feature = |name: &str| features.get(name).cloned().unwrap_or_default();
         let labels = stored
             .labels
@@ -384,7 +390,7 @@ impl Store {
                 }
             })
             .collect();
-        Ok((labels, actions))
+        (labels, actions)
     }
 
     /// Customers the caller may see, filtered by their vehicles' labels.

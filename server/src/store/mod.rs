@@ -20,6 +20,7 @@ pub mod synthetic;
 pub mod value;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -116,25 +117,33 @@ pub(crate) fn insert_rows(
     let mut out = Vec::new();
     match dialect {
         Dialect::Sqlite => {
+            // The text of a full chunk is the same every time: made once per table and columns.
+            static FULL: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> =
+                std::sync::LazyLock::new(Default::default);
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
                 let chunk: Vec<Vec<Value>> = rows.by_ref().take(500).collect();
-                let tuples: Vec<String> = (0..chunk.len())
-                    .map(|r| {
-                        let first = r * columns.len() + 1;
-                        format!(
-                            "({})",
-                            (first..first + columns.len())
-                                .map(|i| format!("${i}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-                    .collect();
-                out.push(Statement::new(
-                    format!("INSERT INTO {table} ({names}) VALUES {}", tuples.join(", ")),
-                    chunk.into_iter().flatten().collect(),
-                ));
+                let values = |n: usize| {
+                    use std::fmt::Write;
+                    let mut sql = format!("INSERT INTO {table} ({names}) VALUES ");
+                    for r in 0..n {
+                        sql.push_str(if r == 0 { "(" } else { ", (" });
+                        for c in 0..columns.len() {
+                            let sep = if c == 0 { "" } else { ", " };
+                            let _ = write!(sql, "{sep}${}", r * columns.len() + c + 1);
+                        }
+                        sql.push(')');
+                    }
+                    sql
+                };
+                let sql = match FULL.lock() {
+                    Ok(mut full) if chunk.len() == 500 => full
+                        .entry(format!("{table} ({names})"))
+                        .or_insert_with(|| values(500))
+                        .clone(),
+                    _ => values(chunk.len()),
+                };
+                out.push(Statement::new(sql, chunk.into_iter().flatten().collect()));
             }
         }
         Dialect::Postgres => {
@@ -861,12 +870,12 @@ impl Store {
     }
 
     /// The evidence of a vehicle's label in `group`, as JSON text, rendered from the catalog
-    /// of the rules that gave it and the features kept with the labels.
+    /// of the rules that gave it and the vehicle's features on its labelling day.
     pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
-        use crate::labels::features::{FEATURES, decode};
+        use crate::labels::features::FEATURES;
         let Some(row) = self
             .query(
-                "SELECT vl.labels, vl.sources, vl.rules, vl.features, v.energy \
+                "SELECT vl.labels, vl.sources, vl.rules, vl.labelled_day, v.energy \
                  FROM vehicle_labels vl JOIN vehicles v ON v.vin = vl.vin WHERE vl.vin = $1",
                 vec![vin.into()],
             )
@@ -881,12 +890,20 @@ impl Store {
         let Some(catalog) = crate::labels::catalog(self, &owned_text(&row, 2)).await? else {
             return Ok(String::new());
         };
-        let features = decode(row[3].bytes().unwrap_or_default());
+        let day = crate::labels::engine::Day::from_number(row[3].int().unwrap_or(0));
+        let features =
+            crate::labels::engine::features_of(self, vin, day, catalog.service_intervals)
+                .await?
+                .unwrap_or_default();
         let energy = owned_text(&row, 4);
         let feature = |name: &str| -> serde_json::Value {
             match FEATURES.iter().position(|f| f.name == name) {
                 Some(0) => energy.clone().into(),
-                Some(i) => features[i].map_or(serde_json::Value::Null, Into::into),
+                Some(i) => features
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map_or(serde_json::Value::Null, Into::into),
                 None => serde_json::Value::Null,
             }
         };
