@@ -95,6 +95,33 @@ fn row_values(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
 /// Serialises snapshot transactions (relabels) across servers.
 const SNAPSHOT_LOCK: i64 = MIGRATION_LOCK + 1;
 
+/// Takes (`true`) or gives back (`false`) the session lock that serialises snapshot
+/// transactions across servers.
+async fn snapshot_lock(client: &deadpool_postgres::Object, take: bool) -> Result<(), StoreError> {
+    let sql = if take {
+        "SELECT pg_advisory_lock($1)"
+    } else {
+        "SELECT pg_advisory_unlock($1)"
+    };
+    client.execute(sql, &[&SNAPSHOT_LOCK]).await?;
+    Ok(())
+}
+
+/// A transaction of `isolation` on `client`.
+async fn begin(
+    client: &mut deadpool_postgres::Object,
+    isolation: Isolation,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(match isolation {
+            Isolation::Statement => IsolationLevel::ReadCommitted,
+            Isolation::Snapshot => IsolationLevel::RepeatableRead,
+        })
+        .start()
+        .await?)
+}
+
 /// Runs steps of statements in one transaction of `isolation` on `client`, reporting each.
 async fn run_steps(
     client: &mut deadpool_postgres::Object,
@@ -102,14 +129,7 @@ async fn run_steps(
     isolation: Isolation,
     progress: &StepSender,
 ) -> Result<Vec<Vec<u64>>, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(match isolation {
-            Isolation::Statement => IsolationLevel::ReadCommitted,
-            Isolation::Snapshot => IsolationLevel::RepeatableRead,
-        })
-        .start()
-        .await?;
+    let tx = begin(client, isolation).await?;
     let mut all = Vec::with_capacity(steps.len());
     for (index, statements) in steps.iter().enumerate() {
         let started = std::time::Instant::now();
@@ -137,14 +157,7 @@ async fn run_stream(
     statements: &mut StatementReceiver,
     isolation: Isolation,
 ) -> Result<u64, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(match isolation {
-            Isolation::Statement => IsolationLevel::ReadCommitted,
-            Isolation::Snapshot => IsolationLevel::RepeatableRead,
-        })
-        .start()
-        .await?;
+    let tx = begin(client, isolation).await?;
     let mut changed = 0;
     while let Some(statement) = statements.recv().await {
         // An error drops `tx`, which rolls back.
@@ -179,13 +192,9 @@ impl Backend for Postgres {
         // before the other's commit. It is a session lock, so the work runs on its own task:
         // a caller that gives up cannot leave the lock held on a pooled connection.
         tokio::spawn(async move {
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
-                .await?;
+            snapshot_lock(&client, true).await?;
             let result = run_steps(&mut client, &steps, isolation, &progress).await;
-            client
-                .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
-                .await?;
+            snapshot_lock(&client, false).await?;
             result
         })
         .await
@@ -203,13 +212,9 @@ impl Backend for Postgres {
         }
         // One at a time across servers, as `execute_steps`'s snapshot transactions.
         tokio::spawn(async move {
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
-                .await?;
+            snapshot_lock(&client, true).await?;
             let result = run_stream(&mut client, &mut statements, isolation).await;
-            client
-                .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
-                .await?;
+            snapshot_lock(&client, false).await?;
             result
         })
         .await

@@ -196,6 +196,28 @@ impl Sqlite {
         Ok(out)
     }
 
+    /// The writer connection, held until the guard drops.
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Worker("writer lock poisoned".into()))
+    }
+
+    /// Runs one statement in `tx`; returns the rows it changed.
+    fn run(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        statement: &Statement,
+    ) -> Result<u64, StoreError> {
+        let mut prepared = tx
+            .prepare_cached(&sqlite_sql(&statement.sql))
+            .map_err(|e| self.error(e))?;
+        let count = prepared
+            .execute(rusqlite::params_from_iter(statement.params.iter()))
+            .map_err(|e| self.error(e))?;
+        Ok(count as u64)
+    }
+
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -222,23 +244,14 @@ impl Backend for Sqlite {
         progress: StepSender,
     ) -> Result<Vec<Vec<u64>>, StoreError> {
         self.blocking(move |db| {
-            let mut conn = db
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            let mut conn = db.writer()?;
             let tx = conn.transaction().map_err(|e| db.error(e))?;
             let mut all = Vec::with_capacity(steps.len());
             for (index, statements) in steps.iter().enumerate() {
                 let started = std::time::Instant::now();
                 let mut affected = Vec::with_capacity(statements.len());
                 for statement in statements {
-                    let mut prepared = tx
-                        .prepare_cached(&sqlite_sql(&statement.sql))
-                        .map_err(|e| db.error(e))?;
-                    let count = prepared
-                        .execute(rusqlite::params_from_iter(statement.params.iter()))
-                        .map_err(|e| db.error(e))?;
-                    affected.push(count as u64);
+                    affected.push(db.run(&tx, statement)?);
                 }
                 // Nobody listening is fine: progress is for people.
                 let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
@@ -256,21 +269,12 @@ impl Backend for Sqlite {
         _isolation: Isolation,
     ) -> Result<u64, StoreError> {
         self.blocking(move |db| {
-            let mut conn = db
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            let mut conn = db.writer()?;
             // Dropped without a commit, it rolls back.
             let tx = conn.transaction().map_err(|e| db.error(e))?;
             let mut changed = 0;
             while let Some(statement) = statements.blocking_recv() {
-                let statement = statement?;
-                let mut prepared = tx
-                    .prepare_cached(&sqlite_sql(&statement.sql))
-                    .map_err(|e| db.error(e))?;
-                changed += prepared
-                    .execute(rusqlite::params_from_iter(statement.params.iter()))
-                    .map_err(|e| db.error(e))? as u64;
+                changed += db.run(&tx, &statement?)?;
             }
             tx.commit().map_err(|e| db.error(e))?;
             Ok(changed)
@@ -348,7 +352,7 @@ impl Backend for Sqlite {
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError> {
         let migrations = migrations.to_vec();
         self.blocking(move |db| {
-            let mut conn = db.writer.lock().map_err(|_| StoreError::Worker("writer lock poisoned".into()))?;
+            let mut conn = db.writer()?;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                      version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_s INTEGER NOT NULL)",
