@@ -54,6 +54,10 @@ struct Args {
     /// Keep the database afterwards.
     #[arg(long)]
     keep: bool,
+    /// With --sqlite: relabel the file as it is when it already holds vehicles, without
+    /// loading a population (to time relabels again and again).
+    #[arg(long)]
+    reuse: bool,
 }
 
 #[tokio::main]
@@ -75,6 +79,7 @@ async fn main() -> Result<()> {
             Store::open(&format!("sqlite://{}", path.display())).await?
         }
     };
+    let loaded = store.counts().await?.vehicles > 0;
     let size = Size {
         customers: args.customers,
         days: args.days,
@@ -87,11 +92,16 @@ async fn main() -> Result<()> {
         store.dialect()
     );
     let started = Instant::now();
-    let rows = populate(&store, size, |name, rows, seconds| {
-        println!("  load {name:<20} {rows:>11} rows {seconds:>8.1} s");
-    })
-    .await
-    .context("loading the population")?;
+    let rows = if args.reuse && loaded {
+        println!("  reusing the population already in the file");
+        0
+    } else {
+        populate(&store, size, |name, rows, seconds| {
+            println!("  load {name:<20} {rows:>11} rows {seconds:>8.1} s");
+        })
+        .await
+        .context("loading the population")?
+    };
     println!(
         "  loaded {rows} rows in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -24,7 +24,9 @@ use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
 use super::features::{DayRow, FEATURES, Inputs, Places};
 use super::rules::{CHANNELS, Rules};
-use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
+use crate::store::{
+    Cells, Dialect, Isolation, Statement, Store, StoreError, Value, ValueCells, insert_rows,
+};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,17 +335,218 @@ fn int(cells: &dyn Cells, index: usize) -> Result<Option<i64>, StoreError> {
     Ok(cells.real(index)?.map(|v| v as i64))
 }
 
-/// The vehicles matching `select` (on `v`) with their owners, and where each sits.
-async fn registry(
-    store: &Store,
-    select: &str,
-    params: Vec<Value>,
-    count: usize,
-) -> Result<(Vec<Vehicle>, Index), StoreError> {
+/// What a gather reads, one query per table, each with its parameters; the first column of
+/// every history query is its key (VIN, customer or device).
+struct Queries {
+    registry: (String, Vec<Value>),
+    visits: (String, Vec<Value>),
+    days: (String, Vec<Value>),
+    campaigns: (String, Vec<Value>),
+    reported: (String, Vec<Value>),
+    store_distances: (String, Vec<Value>),
+    poi: (String, Vec<Value>),
+}
+
+/// The registry's columns, read by [`vehicle_of`].
+fn registry_sql(select: &str) -> String {
     let consents: String = CHANNELS
         .iter()
         .map(|c| format!(", CASE WHEN c.{c}_opt_in THEN 1 ELSE 0 END"))
         .collect();
+    format!(
+        "SELECT v.vin, v.customer_id, v.store_id, v.device_id, v.energy, v.price_class, \
+         v.model_year, v.purchase_day, v.warranty_end_day, v.service_interval_km, \
+         v.service_interval_months, c.birthday_month, c.referrals{consents} \
+         FROM vehicles v LEFT JOIN customers c ON c.id = v.customer_id WHERE {select}"
+    )
+}
+
+impl Queries {
+    /// The queries of the vehicles in `scope`, as of `today`; without a day, every row of the
+    /// vehicles' history (the day filters are [`Inputs`]' own, pushed down here for a full
+    /// relabel, left out for one vehicle, whose page learns its day with the same trip).
+    fn new(scope: &Scope, today: Option<i64>) -> Queries {
+        let up_to =
+            |column: &str| today.map_or(String::new(), |today| format!("{column} <= {today} AND "));
+        let (visits_day, days_day) = (up_to("visit_day"), up_to("local_day"));
+        let poi_day = today.map_or(String::new(), |today| {
+            format!("last_local_day > {} AND ", today - 90)
+        });
+        let within = |column: &str, of: &str| -> (String, Vec<Value>) {
+            match scope {
+                Scope::All => ("1 = 1".to_owned(), vec![]),
+                _ => {
+                    let (inner, params) = scope_sql(scope, "v2.vin", 1);
+                    (
+                        format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})"),
+                        params,
+                    )
+                }
+            }
+        };
+        let (select, params) = scope_sql(scope, "v.vin", 1);
+        let (vin, vin_params) = within("vin", "vin");
+        let (device, device_params) = within("device_id", "device_id");
+        let (customer, customer_params) = within("customer_id", "customer_id");
+        Queries {
+            registry: (registry_sql(&select), params),
+            visits: (
+                format!(
+                    "SELECT vin, visit_day, spend_cents, kind, odometer_km FROM service_visits \
+                     WHERE {visits_day}{vin}"
+                ),
+                vin_params,
+            ),
+            days: (
+                format!(
+                    "SELECT device_id, local_day, distance_m, trips, long_trips, driving_s, moving_s, \
+                     night_pct, commute_trips, harsh_accel + harsh_brake + harsh_corner, overspeed_s, \
+                     score, odometer_m FROM days WHERE {days_day}{device}"
+                ),
+                device_params.clone(),
+            ),
+            campaigns: (
+                format!(
+                    "SELECT customer_id, sent_day, CASE WHEN responded THEN 1 ELSE 0 END \
+                     FROM campaign_responses WHERE {customer}"
+                ),
+                customer_params,
+            ),
+            reported: (
+                format!("SELECT device_id, odometer_m FROM reported_vehicles WHERE {device}"),
+                device_params.clone(),
+            ),
+            store_distances: (
+                format!(
+                    "SELECT device_id, from_local_day, store_id, home_distance_m FROM store_distances \
+                     WHERE {device}"
+                ),
+                device_params.clone(),
+            ),
+            poi: (
+                format!(
+                    "SELECT device_id, kind, visits, last_local_day FROM poi_visits \
+                     WHERE {poi_day}{device}"
+                ),
+                device_params,
+            ),
+        }
+    }
+}
+
+/// A registry row as a vehicle with its facts.
+fn vehicle_of(cells: &dyn Cells) -> Result<Vehicle, StoreError> {
+    let text =
+        |i: usize| -> Result<Option<Box<str>>, StoreError> { Ok(cells.text(i)?.map(|t| t.into())) };
+    let mut consents = [false; CHANNELS.len()];
+    for (c, consent) in consents.iter_mut().enumerate() {
+        *consent = int(cells, 13 + c)? == Some(1);
+    }
+    let mut inputs = Inputs::default();
+    inputs.energy = text(4)?.unwrap_or_default().into();
+    inputs.price_class = text(5)?.unwrap_or_default().into();
+    inputs.model_year = int(cells, 6)?.unwrap_or(0);
+    inputs.purchase_day = int(cells, 7)?;
+    inputs.warranty_end_day = int(cells, 8)?;
+    inputs.service_interval_km = int(cells, 9)?;
+    inputs.service_interval_months = int(cells, 10)?;
+    inputs.birthday_month = int(cells, 11)?;
+    inputs.referrals = int(cells, 12)?.unwrap_or(0);
+    Ok(Vehicle {
+        vin: text(0)?.unwrap_or_default(),
+        customer: text(1)?,
+        store_id: int(cells, 2)?,
+        device_id: text(3)?,
+        consents,
+        inputs,
+    })
+}
+
+/// A workshop-visit row into its vehicle's inputs.
+fn add_visit(cells: &dyn Cells, today: i64, inputs: &mut Inputs) -> Result<(), StoreError> {
+    let (day, spend, odometer) = (int(cells, 1)?, int(cells, 2)?, int(cells, 4)?);
+    let kind = cells.text(3)?;
+    if let Some(day) = day {
+        let kind = kind.as_deref().unwrap_or_default();
+        inputs.visit(today, day, spend.unwrap_or(0), kind, odometer);
+    }
+    Ok(())
+}
+
+/// A day-summary row into its vehicle's inputs.
+fn add_day(cells: &dyn Cells, today: i64, inputs: &mut Inputs) -> Result<(), StoreError> {
+    let n = |i: usize| -> Result<i64, StoreError> { Ok(int(cells, i)?.unwrap_or(0)) };
+    let row = DayRow {
+        local_day: n(1)?,
+        distance_m: n(2)?,
+        trips: n(3)?,
+        long_trips: n(4)?,
+        driving_s: n(5)?,
+        moving_s: n(6)?,
+        night_pct: n(7)?,
+        commute_trips: n(8)?,
+        harsh: n(9)?,
+        overspeed_s: n(10)?,
+        score: n(11)?,
+        odometer_m: int(cells, 12)?,
+    };
+    inputs.day(today, &row);
+    Ok(())
+}
+
+/// A campaign-response row into its customer's counts: sent up to the day, answered, and sent
+/// after `since` (within the contact period).
+fn add_campaign(
+    cells: &dyn Cells,
+    today: i64,
+    since: i64,
+    counts: &mut (i64, i64, i64),
+) -> Result<(), StoreError> {
+    let (sent_day, responded) = (int(cells, 1)?, int(cells, 2)? == Some(1));
+    if sent_day.is_some_and(|d| d <= today) {
+        counts.0 += 1;
+        counts.1 += i64::from(responded);
+    }
+    if sent_day.is_some_and(|d| d > since) {
+        counts.2 += 1;
+    }
+    Ok(())
+}
+
+/// A reported-vehicle row into its vehicle's places.
+fn add_reported(cells: &dyn Cells, places: &mut Places) -> Result<(), StoreError> {
+    places.reported_odometer_m = int(cells, 1)?;
+    Ok(())
+}
+
+/// A store-distance row into its vehicle's places; `own` is the vehicle's store.
+fn add_store_distance(
+    cells: &dyn Cells,
+    own: Option<i64>,
+    places: &mut Places,
+) -> Result<(), StoreError> {
+    if let (Some(from), Some(store_id), Some(distance)) =
+        (int(cells, 1)?, int(cells, 2)?, int(cells, 3)?)
+    {
+        places.store_distance(from, store_id, distance, own);
+    }
+    Ok(())
+}
+
+/// A POI-visit row into its vehicle's places.
+fn add_poi(cells: &dyn Cells, today: i64, places: &mut Places) -> Result<(), StoreError> {
+    let kind = cells.text(1)?;
+    let (visits, last) = (int(cells, 2)?.unwrap_or(0), int(cells, 3)?.unwrap_or(0));
+    places.poi(today, kind.as_deref().unwrap_or_default(), visits, last);
+    Ok(())
+}
+
+/// The vehicles of a registry query with their owners, and where each sits.
+async fn registry(
+    store: &Store,
+    (sql, params): (String, Vec<Value>),
+    count: usize,
+) -> Result<(Vec<Vehicle>, Index), StoreError> {
     let registry = Arc::new(Mutex::new((
         Vec::<Vehicle>::with_capacity(count),
         Index {
@@ -354,52 +557,19 @@ async fn registry(
     )));
     let into = Arc::clone(&registry);
     store
-        .scan(
-            format!(
-                "SELECT v.vin, v.customer_id, v.store_id, v.device_id, v.energy, v.price_class, \
-                 v.model_year, v.purchase_day, v.warranty_end_day, v.service_interval_km, \
-                 v.service_interval_months, c.birthday_month, c.referrals{consents} \
-                 FROM vehicles v LEFT JOIN customers c ON c.id = v.customer_id WHERE {select}"
-            ),
-            params,
-            move |cells| {
-                let text = |i: usize| -> Result<Option<Box<str>>, StoreError> {
-                    Ok(cells.text(i)?.map(|t| t.into()))
-                };
-                let mut consents = [false; CHANNELS.len()];
-                for (c, consent) in consents.iter_mut().enumerate() {
-                    *consent = int(cells, 13 + c)? == Some(1);
-                }
-                let mut inputs = Inputs::default();
-                inputs.energy = text(4)?.unwrap_or_default().into();
-                inputs.price_class = text(5)?.unwrap_or_default().into();
-                inputs.model_year = int(cells, 6)?.unwrap_or(0);
-                inputs.purchase_day = int(cells, 7)?;
-                inputs.warranty_end_day = int(cells, 8)?;
-                inputs.service_interval_km = int(cells, 9)?;
-                inputs.service_interval_months = int(cells, 10)?;
-                inputs.birthday_month = int(cells, 11)?;
-                inputs.referrals = int(cells, 12)?.unwrap_or(0);
-                let vehicle = Vehicle {
-                    vin: text(0)?.unwrap_or_default(),
-                    customer: text(1)?,
-                    store_id: int(cells, 2)?,
-                    device_id: text(3)?,
-                    consents,
-                    inputs,
-                };
-                let mut guard = lock(&into)?;
-                let (vehicles, index) = &mut *guard;
-                let position = vehicles.len() as u32;
-                index.by_vin.insert(vehicle.vin.clone(), position);
-                if let Some(device) = &vehicle.device_id {
-                    index.by_device.insert(device.clone(), position);
-                }
-                index.stores.push(vehicle.store_id);
-                vehicles.push(vehicle);
-                Ok(())
-            },
-        )
+        .scan(sql, params, move |cells| {
+            let vehicle = vehicle_of(cells)?;
+            let mut guard = lock(&into)?;
+            let (vehicles, index) = &mut *guard;
+            let position = vehicles.len() as u32;
+            index.by_vin.insert(vehicle.vin.clone(), position);
+            if let Some(device) = &vehicle.device_id {
+                index.by_device.insert(device.clone(), position);
+            }
+            index.stores.push(vehicle.store_id);
+            vehicles.push(vehicle);
+            Ok(())
+        })
         .await?;
     let taken = std::mem::take(&mut *lock(&registry)?);
     Ok(taken)
@@ -432,24 +602,13 @@ async fn gather(
     contact_period_days: u32,
 ) -> Result<Gathered, StoreError> {
     let today = day.number;
+    let queries = Queries::new(scope, Some(today));
     let (select, params) = scope_sql(scope, "v.vin", 1);
-    let within = |column: &str, of: &str| -> (String, Vec<Value>) {
-        match scope {
-            Scope::All => ("1 = 1".to_owned(), vec![]),
-            _ => {
-                let (inner, params) = scope_sql(scope, "v2.vin", 1);
-                (
-                    format!("{column} IN (SELECT v2.{of} FROM vehicles v2 WHERE {inner})"),
-                    params,
-                )
-            }
-        }
-    };
     // Sized once: growing a million vehicles' inputs moved them about several times.
     let count = store
         .query(
             format!("SELECT COUNT(*) FROM vehicles v WHERE {select}"),
-            params.clone(),
+            params,
         )
         .await?
         .first()
@@ -470,14 +629,21 @@ async fn gather(
             .first()
             .and_then(|row| row.first().cloned())
             .unwrap_or(Value::Null);
-        let half = count / 2 + 1;
         let (low, high) = tokio::try_join!(
-            registry(store, "v.vin < $1", vec![median.clone()], half),
-            registry(store, "v.vin >= $1", vec![median], half),
+            registry(
+                store,
+                (registry_sql("v.vin < $1"), vec![median.clone()]),
+                count
+            ),
+            registry(
+                store,
+                (registry_sql("v.vin >= $1"), vec![median]),
+                count / 2 + 1
+            ),
         )?;
         merge(low, high)
     } else {
-        registry(store, &select, params, count).await?
+        registry(store, queries.registry.clone(), count).await?
     };
     let n = vehicles.len();
     let index = Arc::new(index);
@@ -485,72 +651,34 @@ async fn gather(
     let places = Arc::new(Mutex::new(vec![Places::default(); n]));
     let campaigns = Arc::new(Mutex::new(AHashMap::<Box<str>, (i64, i64, i64)>::new()));
 
-    let (scope_vin, vin_params) = within("vin", "vin");
-    let (scope_device, device_params) = within("device_id", "device_id");
-    let (scope_customer, customer_params) = within("customer_id", "customer_id");
+    let Queries {
+        visits,
+        days,
+        campaigns: campaign_query,
+        reported,
+        store_distances,
+        poi,
+        ..
+    } = queries;
     let visits_and_days = {
         let (index, history) = (Arc::clone(&index), Arc::clone(&history));
         let (index2, history2) = (Arc::clone(&index), Arc::clone(&history));
-        let device_params = device_params.clone();
-        let scope_device = scope_device.clone();
         async move {
             store
-                .scan(
-                    format!(
-                        "SELECT vin, visit_day, spend_cents, kind, odometer_km FROM service_visits \
-                         WHERE visit_day <= {today} AND {scope_vin}"
-                    ),
-                    vin_params,
-                    move |cells| {
-                        let (day, spend, odometer) =
-                            (int(cells, 1)?, int(cells, 2)?, int(cells, 4)?);
-                        let kind = cells.text(3)?;
-                        if let (Some(p), Some(day)) = (index.vin(cells.text(0)?), day) {
-                            let mut vehicles = lock(&history)?;
-                            vehicles[p].inputs.visit(
-                                today,
-                                day,
-                                spend.unwrap_or(0),
-                                kind.as_deref().unwrap_or_default(),
-                                odometer,
-                            );
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(visits.0, visits.1, move |cells| {
+                    if let Some(p) = index.vin(cells.text(0)?) {
+                        add_visit(cells, today, &mut lock(&history)?[p].inputs)?;
+                    }
+                    Ok(())
+                })
                 .await?;
             store
-                .scan(
-                    format!(
-                        "SELECT device_id, local_day, distance_m, trips, long_trips, driving_s, moving_s, \
-                         night_pct, commute_trips, harsh_accel + harsh_brake + harsh_corner, overspeed_s, \
-                         score, odometer_m FROM days WHERE local_day <= {today} AND {scope_device}"
-                    ),
-                    device_params,
-                    move |cells| {
-                        let n = |i: usize| -> Result<i64, StoreError> {
-                            Ok(int(cells, i)?.unwrap_or(0))
-                        };
-                        let row = DayRow {
-                            local_day: n(1)?,
-                            distance_m: n(2)?,
-                            trips: n(3)?,
-                            long_trips: n(4)?,
-                            driving_s: n(5)?,
-                            moving_s: n(6)?,
-                            night_pct: n(7)?,
-                            commute_trips: n(8)?,
-                            harsh: n(9)?,
-                            overspeed_s: n(10)?,
-                            score: n(11)?,
-                            odometer_m: int(cells, 12)?,
-                        };
-                        if let Some(p) = index2.device(cells.text(0)?) {
-                            lock(&history2)?[p].inputs.day(today, &row);
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(days.0, days.1, move |cells| {
+                    if let Some(p) = index2.device(cells.text(0)?) {
+                        add_day(cells, today, &mut lock(&history2)?[p].inputs)?;
+                    }
+                    Ok(())
+                })
                 .await?;
             Ok::<(), StoreError>(())
         }
@@ -563,91 +691,41 @@ async fn gather(
         let (i3, p3) = (Arc::clone(&index), Arc::clone(&places));
         async move {
             store
-                .scan(
-                    format!(
-                        "SELECT customer_id, sent_day, CASE WHEN responded THEN 1 ELSE 0 END \
-                         FROM campaign_responses WHERE {scope_customer}"
-                    ),
-                    customer_params,
-                    move |cells| {
-                        let Some(customer) = cells.text(0)? else {
-                            return Ok(());
-                        };
-                        let (sent_day, responded) = (int(cells, 1)?, int(cells, 2)? == Some(1));
-                        let mut campaigns = lock(&into)?;
-                        let entry = match campaigns.get_mut(customer.as_ref()) {
-                            Some(entry) => entry,
-                            None => campaigns.entry(customer.into()).or_default(),
-                        };
-                        if sent_day.is_some_and(|d| d <= today) {
-                            entry.0 += 1;
-                            entry.1 += i64::from(responded);
-                        }
-                        if sent_day.is_some_and(|d| d > since) {
-                            entry.2 += 1;
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(campaign_query.0, campaign_query.1, move |cells| {
+                    let Some(customer) = cells.text(0)? else {
+                        return Ok(());
+                    };
+                    let mut campaigns = lock(&into)?;
+                    let counts = match campaigns.get_mut(customer.as_ref()) {
+                        Some(counts) => counts,
+                        None => campaigns.entry(customer.as_ref().into()).or_default(),
+                    };
+                    add_campaign(cells, today, since, counts)
+                })
                 .await?;
             store
-                .scan(
-                    format!(
-                        "SELECT device_id, odometer_m FROM reported_vehicles WHERE {scope_device}"
-                    ),
-                    device_params.clone(),
-                    move |cells| {
-                        let odometer = int(cells, 1)?;
-                        if let Some(p) = i1.device(cells.text(0)?) {
-                            lock(&p1)?[p].reported_odometer_m = odometer;
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(reported.0, reported.1, move |cells| {
+                    if let Some(p) = i1.device(cells.text(0)?) {
+                        add_reported(cells, &mut lock(&p1)?[p])?;
+                    }
+                    Ok(())
+                })
                 .await?;
             store
-                .scan(
-                    format!(
-                        "SELECT device_id, from_local_day, store_id, home_distance_m FROM store_distances \
-                         WHERE {scope_device}"
-                    ),
-                    device_params.clone(),
-                    move |cells| {
-                        let (from, store_id, distance) =
-                            (int(cells, 1)?, int(cells, 2)?, int(cells, 3)?);
-                        if let (Some(p), Some(from), Some(store_id), Some(distance)) =
-                            (i2.device(cells.text(0)?), from, store_id, distance)
-                        {
-                            let own = i2.stores[p];
-                            lock(&p2)?[p].store_distance(from, store_id, distance, own);
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(store_distances.0, store_distances.1, move |cells| {
+                    if let Some(p) = i2.device(cells.text(0)?) {
+                        add_store_distance(cells, i2.stores[p], &mut lock(&p2)?[p])?;
+                    }
+                    Ok(())
+                })
                 .await?;
             store
-                .scan(
-                    format!(
-                        "SELECT device_id, kind, visits, last_local_day FROM poi_visits \
-                         WHERE last_local_day > {} AND {scope_device}",
-                        today - 90
-                    ),
-                    device_params,
-                    move |cells| {
-                        let kind = cells.text(1)?;
-                        let (visits, last) =
-                            (int(cells, 2)?.unwrap_or(0), int(cells, 3)?.unwrap_or(0));
-                        if let Some(p) = i3.device(cells.text(0)?) {
-                            lock(&p3)?[p].poi(
-                                today,
-                                kind.as_deref().unwrap_or_default(),
-                                visits,
-                                last,
-                            );
-                        }
-                        Ok(())
-                    },
-                )
+                .scan(poi.0, poi.1, move |cells| {
+                    if let Some(p) = i3.device(cells.text(0)?) {
+                        add_poi(cells, today, &mut lock(&p3)?[p])?;
+                    }
+                    Ok(())
+                })
                 .await?;
             Ok::<(), StoreError>(())
         }
@@ -662,6 +740,72 @@ async fn gather(
         vehicles,
         campaigns,
     })
+}
+
+/// The queries of one vehicle's inputs, whatever the day: a vehicle's page sends them in the
+/// trip that reads its labels, and [`vehicle_features`] reads their results.
+pub fn vehicle_queries(vin: &str) -> Vec<(Cow<'static, str>, Vec<Value>)> {
+    let q = Queries::new(&Scope::Vin(vin.to_owned()), None);
+    [
+        q.registry,
+        q.visits,
+        q.days,
+        q.campaigns,
+        q.reported,
+        q.store_distances,
+        q.poi,
+    ]
+    .into_iter()
+    .map(|(sql, params)| (sql.into(), params))
+    .collect()
+}
+
+/// One vehicle's features as of `day` from the results of [`vehicle_queries`], in order, with
+/// these default service intervals (km, months); `None` for a VIN not in the registry.
+pub fn vehicle_features(
+    results: &[Vec<crate::store::Row>],
+    day: Day,
+    intervals: (f64, f64),
+) -> Result<Option<Vec<Option<f64>>>, StoreError> {
+    let today = day.number;
+    let rows = |i: usize| results.get(i).map(Vec::as_slice).unwrap_or_default();
+    let Some(row) = rows(0).first() else {
+        return Ok(None);
+    };
+    let mut vehicle = vehicle_of(&ValueCells(row))?;
+    for row in rows(1) {
+        add_visit(&ValueCells(row), today, &mut vehicle.inputs)?;
+    }
+    for row in rows(2) {
+        add_day(&ValueCells(row), today, &mut vehicle.inputs)?;
+    }
+    let mut counts = (0, 0, 0);
+    for row in rows(3) {
+        add_campaign(&ValueCells(row), today, today, &mut counts)?;
+    }
+    let places = &mut vehicle.inputs.places;
+    for row in rows(4) {
+        add_reported(&ValueCells(row), places)?;
+    }
+    for row in rows(5) {
+        add_store_distance(&ValueCells(row), vehicle.store_id, places)?;
+    }
+    for row in rows(6) {
+        add_poi(&ValueCells(row), today, places)?;
+    }
+    let mut campaigns = AHashMap::new();
+    if let Some(customer) = vehicle.customer.clone() {
+        campaigns.insert(customer, counts);
+    }
+    let gathered = Gathered {
+        vehicles: vec![vehicle],
+        campaigns,
+    };
+    Ok(Some(gathered.features(
+        &gathered.vehicles[0],
+        day,
+        intervals,
+    )))
 }
 
 /// Rows per statement of a relabel's write.
@@ -690,11 +834,8 @@ pub async fn features_of(
     day: Day,
     intervals: (f64, f64),
 ) -> Result<Option<Vec<Option<f64>>>, StoreError> {
-    let gathered = gather(store, &Scope::Vin(vin.to_owned()), day, 0).await?;
-    Ok(gathered
-        .vehicles
-        .first()
-        .map(|vehicle| gathered.features(vehicle, day, intervals)))
+    let results = store.query_batch(vehicle_queries(vin)).await?;
+    vehicle_features(&results, day, intervals)
 }
 
 /// Every vehicle's features as of `day`, as a full relabel computes them, by VIN; for tests.

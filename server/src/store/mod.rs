@@ -187,6 +187,40 @@ pub trait Cells {
     }
 }
 
+/// A row already read ([`Store::query`]'s values) seen as [`Cells`], so one function can read
+/// rows streamed and rows fetched alike.
+pub struct ValueCells<'a>(pub &'a [Value]);
+
+impl Cells for ValueCells<'_> {
+    fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError> {
+        Ok(match self.0.get(index) {
+            None | Some(Value::Null) => None,
+            Some(Value::Text(text)) => Some(Cow::Borrowed(text)),
+            Some(Value::Int(v)) => Some(Cow::Owned(v.to_string())),
+            Some(Value::Real(v)) => Some(Cow::Owned(v.to_string())),
+            Some(Value::Bool(v)) => Some(Cow::Owned(v.to_string())),
+            Some(other) => {
+                return Err(StoreError::Data(format!(
+                    "column {index} is {other:?}, not text"
+                )));
+            }
+        })
+    }
+
+    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
+        match self.0.get(index) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .real()
+                .or(value.bool().map(f64::from))
+                .map(Some)
+                .ok_or_else(|| {
+                    StoreError::Data(format!("column {index} is {value:?}, not a number"))
+                }),
+        }
+    }
+}
+
 /// An [`Encode`] that hands each row to a function and encodes nothing: [`Store::scan`].
 struct Each<F>(F);
 
