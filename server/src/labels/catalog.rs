@@ -65,8 +65,6 @@ pub struct Catalog {
     pub groups: Vec<GroupEntry>,
     /// Strategies.
     pub strategies: Vec<StrategyEntry>,
-    /// The default service intervals, km and months: features depend on them.
-    pub service_intervals: (f64, f64),
 }
 
 impl Catalog {
@@ -119,10 +117,6 @@ impl Catalog {
                     reason: format!("{}: {}", s.title, s.when.text),
                 })
                 .collect(),
-            service_intervals: (
-                rules.settings.service_interval_km,
-                rules.settings.service_interval_months,
-            ),
         }
     }
 

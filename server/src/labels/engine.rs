@@ -22,11 +22,9 @@ use std::borrow::Cow;
 
 use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
-use super::features::{DayRow, FEATURES, Inputs, Places};
+use super::features::{DayRow, FEATURES, Inputs, Places, encode};
 use super::rules::{CHANNELS, Rules};
-use crate::store::{
-    Cells, Dialect, Isolation, Statement, Store, StoreError, Value, ValueCells, insert_rows,
-};
+use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +152,9 @@ const SIZE_POINT: f64 = 1e308;
 /// vehicle's `group=value` pairs sorted by group and value, separated by single spaces;
 /// `sources` where each came from, in the same order ([`super::assign::Source::encode`]);
 /// `actions` its ranked actions as `rank/strategy/channel/status` (channel `-` without one),
-/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for.
-const VEHICLE_LABELS: [(&str, &str); 9] = [
+/// separated by spaces; `first_*` the customer's first action, on the vehicle it is for;
+/// `features` its features as of the day ([`super::features::encode`]).
+const VEHICLE_LABELS: [(&str, &str); 10] = [
     ("vin", "text"),
     ("labels", "text"),
     ("sources", "text"),
@@ -165,6 +164,7 @@ const VEHICLE_LABELS: [(&str, &str); 9] = [
     ("first_status", "text"),
     ("labelled_day", "bigint"),
     ("rules", "text"),
+    ("features", "bytea"),
 ];
 
 /// Builds `vehicle_labels` rows ([`VEHICLE_LABELS`]) with what every row shares prepared
@@ -243,6 +243,7 @@ impl Rows {
             first.map_or(Value::Null, |a| a.status.as_str().into()),
             self.day.into(),
             self.fingerprint.as_str().into(),
+            Value::Bytes(encode(&subject.features)),
         ]
     }
 }
@@ -362,16 +363,12 @@ fn registry_sql(select: &str) -> String {
 }
 
 impl Queries {
-    /// The queries of the vehicles in `scope`, as of `today`; without a day, every row of the
-    /// vehicles' history (the day filters are [`Inputs`]' own, pushed down here for a full
-    /// relabel, left out for one vehicle, whose page learns its day with the same trip).
-    fn new(scope: &Scope, today: Option<i64>) -> Queries {
-        let up_to =
-            |column: &str| today.map_or(String::new(), |today| format!("{column} <= {today} AND "));
-        let (visits_day, days_day) = (up_to("visit_day"), up_to("local_day"));
-        let poi_day = today.map_or(String::new(), |today| {
-            format!("last_local_day > {} AND ", today - 90)
-        });
+    /// The queries of the vehicles in `scope` as of `today`; the day filters, [`Inputs`]' own,
+    /// are pushed down to the database.
+    fn new(scope: &Scope, today: i64) -> Queries {
+        let visits_day = format!("visit_day <= {today} AND ");
+        let days_day = format!("local_day <= {today} AND ");
+        let poi_day = format!("last_local_day > {} AND ", today - 90);
         let within = |column: &str, of: &str| -> (String, Vec<Value>) {
             match scope {
                 Scope::All => ("1 = 1".to_owned(), vec![]),
@@ -602,7 +599,7 @@ async fn gather(
     contact_period_days: u32,
 ) -> Result<Gathered, StoreError> {
     let today = day.number;
-    let queries = Queries::new(scope, Some(today));
+    let queries = Queries::new(scope, today);
     let (select, params) = scope_sql(scope, "v.vin", 1);
     // Sized once: growing a million vehicles' inputs moved them about several times.
     let count = store
@@ -742,72 +739,6 @@ async fn gather(
     })
 }
 
-/// The queries of one vehicle's inputs, whatever the day: a vehicle's page sends them in the
-/// trip that reads its labels, and [`vehicle_features`] reads their results.
-pub fn vehicle_queries(vin: &str) -> Vec<(Cow<'static, str>, Vec<Value>)> {
-    let q = Queries::new(&Scope::Vin(vin.to_owned()), None);
-    [
-        q.registry,
-        q.visits,
-        q.days,
-        q.campaigns,
-        q.reported,
-        q.store_distances,
-        q.poi,
-    ]
-    .into_iter()
-    .map(|(sql, params)| (sql.into(), params))
-    .collect()
-}
-
-/// One vehicle's features as of `day` from the results of [`vehicle_queries`], in order, with
-/// these default service intervals (km, months); `None` for a VIN not in the registry.
-pub fn vehicle_features(
-    results: &[Vec<crate::store::Row>],
-    day: Day,
-    intervals: (f64, f64),
-) -> Result<Option<Vec<Option<f64>>>, StoreError> {
-    let today = day.number;
-    let rows = |i: usize| results.get(i).map(Vec::as_slice).unwrap_or_default();
-    let Some(row) = rows(0).first() else {
-        return Ok(None);
-    };
-    let mut vehicle = vehicle_of(&ValueCells(row))?;
-    for row in rows(1) {
-        add_visit(&ValueCells(row), today, &mut vehicle.inputs)?;
-    }
-    for row in rows(2) {
-        add_day(&ValueCells(row), today, &mut vehicle.inputs)?;
-    }
-    let mut counts = (0, 0, 0);
-    for row in rows(3) {
-        add_campaign(&ValueCells(row), today, today, &mut counts)?;
-    }
-    let places = &mut vehicle.inputs.places;
-    for row in rows(4) {
-        add_reported(&ValueCells(row), places)?;
-    }
-    for row in rows(5) {
-        add_store_distance(&ValueCells(row), vehicle.store_id, places)?;
-    }
-    for row in rows(6) {
-        add_poi(&ValueCells(row), today, places)?;
-    }
-    let mut campaigns = AHashMap::new();
-    if let Some(customer) = vehicle.customer.clone() {
-        campaigns.insert(customer, counts);
-    }
-    let gathered = Gathered {
-        vehicles: vec![vehicle],
-        campaigns,
-    };
-    Ok(Some(gathered.features(
-        &gathered.vehicles[0],
-        day,
-        intervals,
-    )))
-}
-
 /// Rows per statement of a relabel's write.
 fn chunk_rows(dialect: Dialect) -> usize {
     match dialect {
@@ -822,20 +753,6 @@ fn intervals(rules: &Rules) -> (f64, f64) {
         rules.settings.service_interval_km,
         rules.settings.service_interval_months,
     )
-}
-
-/// One vehicle's features as of `day` (in the order of [`FEATURES`], `energy` as NULL), with
-/// these default service intervals (km, months): what a relabel on that day computed for it,
-/// unless its inputs changed since (the next relabel of the vehicle catches up). `None` for a
-/// VIN not in the registry.
-pub async fn features_of(
-    store: &Store,
-    vin: &str,
-    day: Day,
-    intervals: (f64, f64),
-) -> Result<Option<Vec<Option<f64>>>, StoreError> {
-    let results = store.query_batch(vehicle_queries(vin)).await?;
-    vehicle_features(&results, day, intervals)
 }
 
 /// Every vehicle's features as of `day`, as a full relabel computes them, by VIN; for tests.

@@ -187,40 +187,6 @@ pub trait Cells {
     }
 }
 
-/// A row already read ([`Store::query`]'s values) seen as [`Cells`], so one function can read
-/// rows streamed and rows fetched alike.
-pub struct ValueCells<'a>(pub &'a [Value]);
-
-impl Cells for ValueCells<'_> {
-    fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError> {
-        Ok(match self.0.get(index) {
-            None | Some(Value::Null) => None,
-            Some(Value::Text(text)) => Some(Cow::Borrowed(text)),
-            Some(Value::Int(v)) => Some(Cow::Owned(v.to_string())),
-            Some(Value::Real(v)) => Some(Cow::Owned(v.to_string())),
-            Some(Value::Bool(v)) => Some(Cow::Owned(v.to_string())),
-            Some(other) => {
-                return Err(StoreError::Data(format!(
-                    "column {index} is {other:?}, not text"
-                )));
-            }
-        })
-    }
-
-    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
-        match self.0.get(index) {
-            None | Some(Value::Null) => Ok(None),
-            Some(value) => value
-                .real()
-                .or(value.bool().map(f64::from))
-                .map(Some)
-                .ok_or_else(|| {
-                    StoreError::Data(format!("column {index} is {value:?}, not a number"))
-                }),
-        }
-    }
-}
-
 /// An [`Encode`] that hands each row to a function and encodes nothing: [`Store::scan`].
 struct Each<F>(F);
 
@@ -904,12 +870,12 @@ impl Store {
     }
 
     /// The evidence of a vehicle's label in `group`, as JSON text, rendered from the catalog
-    /// of the rules that gave it and the vehicle's features on its labelling day.
+    /// of the rules that gave it and the features kept with the labels.
     pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
-        use crate::labels::features::FEATURES;
+        use crate::labels::features::{FEATURES, decode};
         let Some(row) = self
             .query(
-                "SELECT vl.labels, vl.sources, vl.rules, vl.labelled_day, v.energy \
+                "SELECT vl.labels, vl.sources, vl.rules, vl.features, v.energy \
                  FROM vehicle_labels vl JOIN vehicles v ON v.vin = vl.vin WHERE vl.vin = $1",
                 vec![vin.into()],
             )
@@ -924,20 +890,12 @@ impl Store {
         let Some(catalog) = crate::labels::catalog(self, &owned_text(&row, 2)).await? else {
             return Ok(String::new());
         };
-        let day = crate::labels::engine::Day::from_number(row[3].int().unwrap_or(0));
-        let features =
-            crate::labels::engine::features_of(self, vin, day, catalog.service_intervals)
-                .await?
-                .unwrap_or_default();
+        let features = decode(row[3].bytes().unwrap_or_default());
         let energy = owned_text(&row, 4);
         let feature = |name: &str| -> serde_json::Value {
             match FEATURES.iter().position(|f| f.name == name) {
                 Some(0) => energy.clone().into(),
-                Some(i) => features
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map_or(serde_json::Value::Null, Into::into),
+                Some(i) => features[i].map_or(serde_json::Value::Null, Into::into),
                 None => serde_json::Value::Null,
             }
         };

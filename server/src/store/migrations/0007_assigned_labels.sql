@@ -6,18 +6,19 @@
 -- order of `labels`), its ranked actions, the day, and the fingerprint of the rules. The words
 -- that explain them (each rule as written, why, each strategy's title and priority) are kept
 -- once per rules file in `rule_catalogs`, and a vehicle's page renders the evidence from them
--- and the vehicle's features, which the server computes again for the labelling day from the
--- vehicle's inputs (a few index probes). `profiles`, a row of 50 columns per vehicle, goes:
--- writing it cost a relabel as much as everything else, and so did keeping the features as
--- a blob of 352 bytes per vehicle.
+-- and the vehicle's features as of the labelling, kept in the row too (`features`, about 150
+-- bytes: see `labels::features::encode`). `profiles`, a row of 50 columns per vehicle, goes:
+-- writing it cost a relabel as much as everything else.
 ALTER TABLE vehicle_labels ADD COLUMN sources TEXT NOT NULL DEFAULT '';
 ALTER TABLE vehicle_labels ADD COLUMN actions TEXT NOT NULL DEFAULT '';
 ALTER TABLE vehicle_labels ADD COLUMN labelled_day {int} NOT NULL DEFAULT 0;
 ALTER TABLE vehicle_labels ADD COLUMN rules TEXT NOT NULL DEFAULT '';
+ALTER TABLE vehicle_labels ADD COLUMN features {bytes};
 ALTER TABLE preview_vehicle_labels ADD COLUMN sources TEXT NOT NULL DEFAULT '';
 ALTER TABLE preview_vehicle_labels ADD COLUMN actions TEXT NOT NULL DEFAULT '';
 ALTER TABLE preview_vehicle_labels ADD COLUMN labelled_day {int} NOT NULL DEFAULT 0;
 ALTER TABLE preview_vehicle_labels ADD COLUMN rules TEXT NOT NULL DEFAULT '';
+ALTER TABLE preview_vehicle_labels ADD COLUMN features {bytes};
 CREATE TABLE rule_catalogs (
     fingerprint TEXT PRIMARY KEY,
     catalog TEXT NOT NULL
