@@ -4,7 +4,7 @@
 //! vehicles' history once and computes every vehicle's features ([`Inputs`]); ranks the
 //! population's tier parts ([`Assigner::new`]); then assigns each customer's labels and ranked
 //! actions ([`Assigner::customer`]) and writes them as it goes, one `vehicle_labels` row per
-//! vehicle in one transaction ([`Store::execute_stream`]): its labels, where each came from,
+//! vehicle in one transaction (`Store::execute_stream`): its labels, where each came from,
 //! its actions and its features. The words that explain them are stored once per rules file
 //! ([`Catalog`]).
 //!

@@ -1,7 +1,8 @@
 //! The features labels are computed from, one set per vehicle: [`Inputs`] gathers a vehicle's
 //! registry facts and its history row by row, and [`Inputs::features`] computes them as of a
-//! day: a relabel for every vehicle, a vehicle's page for one (as of its labelling day). A test holds them
-//! to the SQL drivetag computed them with before (`PROFILES_SQL` in the assign test's oracle).
+//! day. A relabel keeps them with the vehicle's labels ([`encode`]), where its page and its
+//! labels' evidence read them. A test holds them to the SQL drivetag computed them with before
+//! (`PROFILES_SQL` in the assign test's oracle).
 
 /// One feature rules may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ const fn number(name: &'static str, description: &'static str) -> Feature {
     }
 }
 
-/// Every feature, in the order of the `profiles` columns.
+/// Every feature, in the order of the features a relabel keeps ([`encode`]).
 pub const FEATURES: [Feature; 44] = [
     Feature {
         name: "energy",
@@ -182,8 +183,9 @@ pub fn feature(name: &str) -> Option<&'static Feature> {
 /// What one vehicle's features are computed from: the registry's facts about it, and running
 /// sums over its workshop visits, day summaries, store distances and POI visits, fed row by row
 /// (the vehicle's facts first, then its visits, then its days: the km since its last service
-/// count from the last visit). [`Inputs::features`] gives what [`PROFILES_SQL`] gives, value
-/// for value; a test holds the two to each other.
+/// count from the last visit). [`Inputs::features`] gives what the SQL drivetag used before
+/// gives (`PROFILES_SQL`, kept in the assign test), value for value; a test holds the two to
+/// each other.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inputs {
     /// `ice`, `hev`, `phev` or `ev`.

@@ -5,7 +5,7 @@
 //! * [`engine`]: rules compiled to SQL; full and partial relabels.
 //! * [`eval`]: conditions evaluated in the server, one vehicle at a time, with SQL's meaning.
 //! * [`assign`]: a customer's labels and next-best actions from features and distributions.
-//! * [`catalog`]: the rules' words, by which stored labels and actions explain themselves.
+//! * [`mod@catalog`]: the rules' words, by which stored labels and actions explain themselves.
 
 pub mod assign;
 pub mod catalog;

@@ -193,7 +193,7 @@ pub struct Rules {
 /// What an identifier in a condition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Name<'a> {
-    /// A feature (a `profiles` column).
+    /// A feature ([`super::features::FEATURES`]).
     Feature(&'static str),
     /// A labelling-time value: `today`, `current_month`, `current_year`.
     Context(&'static str),
