@@ -425,3 +425,53 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     assert!(labels_checked > 20_000, "{labels_checked}");
     assert!(actions_checked > 3_000, "{actions_checked}");
 }
+
+/// A relabel whose write fails half-way leaves the labels in force as they were: its rows go
+/// in one transaction, which the failure rolls back.
+#[tokio::test]
+async fn a_failed_write_keeps_the_labels_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("f.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let day = Day::from_number(20_600);
+    populate(
+        &store,
+        Size {
+            customers: 1_500,
+            days: 2,
+            today: day.number,
+        },
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let rules = Rules::defaults();
+    relabel(&store, &rules, &Scope::All, day, |_| {})
+        .await
+        .unwrap();
+    let before = store.label_lists().await.unwrap();
+    assert_eq!(before.len(), 1_500);
+    // The catalog is written last, after every vehicle's row: without its table, the write
+    // fails at its very end.
+    store
+        .execute(vec![crate::store::Statement::new(
+            "DROP TABLE rule_catalogs",
+            vec![],
+        )])
+        .await
+        .unwrap();
+    let failed = relabel(
+        &store,
+        &rules,
+        &Scope::All,
+        Day::from_number(20_700),
+        |_| {},
+    )
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(store.label_lists().await.unwrap(), before);
+}
