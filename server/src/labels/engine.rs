@@ -908,6 +908,9 @@ pub async fn relabel_into(
     };
     let dialect = store.dialect();
 
+    // One relabel at a time, from the first read to the commit.
+    let _lock = store.relabel_lock().await?;
+
     // 1. The features' inputs, one pass over each table.
     let started = std::time::Instant::now();
     let gathered = gather(store, scope, day, rules.settings.contact_period_days).await?;
@@ -955,7 +958,8 @@ pub async fn relabel_into(
     // one transaction, so readers see the old labels or the new ones, never half of each.
     let started = std::time::Instant::now();
     let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    let write = store.execute_stream(receiver, Isolation::Snapshot);
+    // Under the relabel lock already: the write needs no lock of its own.
+    let write = store.execute_stream(receiver, Isolation::Statement);
     let fingerprint = rules.fingerprint();
     let assigner = Arc::new(assigner);
     let produce = async move {

@@ -209,6 +209,23 @@ pub trait Encode: Send {
     fn take(&mut self, min: usize) -> Option<Vec<u8>>;
 }
 
+/// Holds [`Backend::relabel_lock`] until dropped (a locked file, or the PostgreSQL session that
+/// holds the lock: closing it releases the lock even if the process dies).
+pub struct RelabelGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl RelabelGuard {
+    /// A guard holding `held` until it drops.
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> RelabelGuard {
+        RelabelGuard(Box::new(held))
+    }
+}
+
+impl std::fmt::Debug for RelabelGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelabelGuard")
+    }
+}
+
 /// What [`Backend::execute_stream`] reads its statements from.
 pub type StatementReceiver = tokio::sync::mpsc::Receiver<Result<Statement, StoreError>>;
 
@@ -288,6 +305,10 @@ pub trait Backend: Send + Sync + Debug {
         statements: StatementReceiver,
         isolation: Isolation,
     ) -> Result<u64, StoreError>;
+    /// Takes the relabel lock, held until the guard drops: one relabel at a time across every
+    /// server and command on the database, from its first read to its commit (a relabel that
+    /// read before another wrote would otherwise overwrite newer labels with older ones).
+    async fn relabel_lock(&self) -> Result<RelabelGuard, StoreError>;
     /// Runs `statements` in one transaction (READ COMMITTED) and returns the rows each one
     /// returned (`RETURNING`). Only the PostgreSQL back-end implements it: [`Store::ingest`]
     /// uses it there to write a batch with one statement per table and still learn which
@@ -561,6 +582,11 @@ impl Store {
         self.backend
             .query_encoded(sql.into(), params, Box::new(Each(each)), usize::MAX, out)
             .await
+    }
+
+    /// Takes the relabel lock; see [`Backend::relabel_lock`].
+    pub(crate) async fn relabel_lock(&self) -> Result<RelabelGuard, StoreError> {
+        self.backend.relabel_lock().await
     }
 
     /// Runs the statements sent on `statements` in one transaction; see

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StatementReceiver,
-    StepSender, StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, RelabelGuard, Row, Statement,
+    StatementReceiver, StepSender, StoreError, Value,
 };
 
 /// The PostgreSQL back-end.
@@ -199,6 +199,16 @@ impl Backend for Postgres {
         })
         .await
         .map_err(|error| StoreError::Worker(error.to_string()))?
+    }
+
+    async fn relabel_lock(&self) -> Result<RelabelGuard, StoreError> {
+        // A session of its own, out of the pool: the guard closes it when it drops, and the
+        // server releases a session's locks when it closes, even if this process died.
+        let client = deadpool_postgres::Object::take(self.client().await?);
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+            .await?;
+        Ok(RelabelGuard::new(client))
     }
 
     async fn execute_stream(

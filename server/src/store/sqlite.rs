@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, Row, Statement, StatementReceiver,
-    StepSender, StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, RelabelGuard, Row, Statement,
+    StatementReceiver, StepSender, StoreError, Value,
 };
 
 /// The SQLite back-end.
@@ -108,6 +108,10 @@ fn sqlite_sql(sql: &str) -> Cow<'_, str> {
         Cow::Borrowed(sql)
     }
 }
+
+/// How long a relabel waits for the one before it (a full relabel of a million customers
+/// takes well under a minute).
+const RELABEL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 const WRITER_CACHE_MIB: i64 = 64;
 const READER_CACHE_MIB: i64 = 16;
@@ -261,6 +265,25 @@ impl Backend for Sqlite {
             Ok(all)
         })
         .await
+    }
+
+    async fn relabel_lock(&self) -> Result<RelabelGuard, StoreError> {
+        // An exclusive transaction on a small SQLite file beside the database: it serialises
+        // relabels of other processes too (a `relabel` command while `serve` runs), and the
+        // lock goes with the connection, or with the process.
+        let path = self.path.with_extension("relabel-lock");
+        tokio::task::spawn_blocking(move || {
+            let error = |e: rusqlite::Error| StoreError::Sqlite {
+                path: path.display().to_string(),
+                source: e,
+            };
+            let conn = Connection::open(&path).map_err(error)?;
+            conn.busy_timeout(RELABEL_LOCK_WAIT).map_err(error)?;
+            conn.execute_batch("BEGIN EXCLUSIVE").map_err(error)?;
+            Ok(RelabelGuard::new(std::sync::Mutex::new(conn)))
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))?
     }
 
     async fn execute_stream(

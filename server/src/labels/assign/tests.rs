@@ -475,3 +475,44 @@ async fn a_failed_write_keeps_the_labels_in_force() {
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(store.label_lists().await.unwrap(), before);
 }
+
+/// A relabel waits for the relabel lock before it reads anything: one that read before
+/// another wrote would put older labels over newer ones.
+#[tokio::test]
+async fn a_relabel_waits_for_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("w.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let day = Day::from_number(20_600);
+    populate(
+        &store,
+        Size {
+            customers: 200,
+            days: 1,
+            today: day.number,
+        },
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let held = store.relabel_lock().await.unwrap();
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { relabel(&store, &Rules::defaults(), &Scope::All, day, |_| {}).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a relabel ran while another held the lock"
+    );
+    assert!(store.label_lists().await.unwrap().is_empty());
+    drop(held);
+    assert_eq!(waiting.await.unwrap().unwrap(), 200);
+    assert_eq!(store.label_lists().await.unwrap().len(), 200);
+}
