@@ -161,14 +161,13 @@ fn real(row: &[Value], i: usize) -> Option<f64> {
     row.get(i).and_then(Value::real)
 }
 
-/// The SQL engine's labels and actions for every vehicle of a generated population, and the
-/// assigner's from the same profiles: the same, vehicle for vehicle.
-#[tokio::test]
-async fn the_assigner_agrees_with_the_sql_engine() {
+/// A SQLite store in a temporary directory (kept alive by the first value) holding a generated
+/// population of `customers` with `days` of summaries each, up to the day returned.
+async fn generated(customers: u64, days: u64) -> (tempfile::TempDir, Store, Day) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!(
         "sqlite://{}",
-        dir.path().join("a.sqlite").display()
+        dir.path().join("generated.sqlite").display()
     ))
     .await
     .unwrap();
@@ -176,14 +175,22 @@ async fn the_assigner_agrees_with_the_sql_engine() {
     populate(
         &store,
         Size {
-            customers: 3_000,
-            days: 3,
+            customers,
+            days,
             today: day.number,
         },
         |_, _, _| {},
     )
     .await
     .unwrap();
+    (dir, store, day)
+}
+
+/// The SQL engine's labels and actions for every vehicle of a generated population, and the
+/// assigner's from the same profiles: the same, vehicle for vehicle.
+#[tokio::test]
+async fn the_assigner_agrees_with_the_sql_engine() {
+    let (_dir, store, day) = generated(3_000, 3).await;
     let rules = Rules::defaults();
     relabel(&store, &rules, &Scope::All, day, |_| {})
         .await
@@ -430,25 +437,7 @@ async fn the_assigner_agrees_with_the_sql_engine() {
 /// in one transaction, which the failure rolls back.
 #[tokio::test]
 async fn a_failed_write_keeps_the_labels_in_force() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("f.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    let day = Day::from_number(20_600);
-    populate(
-        &store,
-        Size {
-            customers: 1_500,
-            days: 2,
-            today: day.number,
-        },
-        |_, _, _| {},
-    )
-    .await
-    .unwrap();
+    let (_dir, store, day) = generated(1_500, 2).await;
     let rules = Rules::defaults();
     relabel(&store, &rules, &Scope::All, day, |_| {})
         .await
@@ -480,25 +469,7 @@ async fn a_failed_write_keeps_the_labels_in_force() {
 /// another wrote would put older labels over newer ones.
 #[tokio::test]
 async fn a_relabel_waits_for_the_one_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("w.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    let day = Day::from_number(20_600);
-    populate(
-        &store,
-        Size {
-            customers: 200,
-            days: 1,
-            today: day.number,
-        },
-        |_, _, _| {},
-    )
-    .await
-    .unwrap();
+    let (_dir, store, day) = generated(200, 1).await;
     let held = store.relabel_lock().await.unwrap();
     let waiting = {
         let store = store.clone();
