@@ -13,18 +13,17 @@
 //! the population. For the same data both give the same tier while a distribution has at most
 //! 4,096 distinct values, and within one in 4,096 of the population beyond.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-
-use ahash::AHashMap;
 use std::sync::{Arc, Mutex};
 
-use std::borrow::Cow;
+use ahash::AHashMap;
 
 use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
 use super::catalog::Catalog;
 use super::features::{DayRow, FEATURES, Inputs, Places, encode};
 use super::rules::{CHANNELS, Rules};
-use crate::store::{Cells, Dialect, Isolation, Statement, Store, StoreError, Value, insert_rows};
+use crate::store::{Cells, Dialect, Statement, Store, StoreError, Value, insert_rows};
 
 /// The tables a relabel writes: the live ones, or the shadow ones of a preview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,16 +298,14 @@ impl Gathered {
             .as_ref()
             .and_then(|c| self.campaigns.get(c))
             .map_or((0, 0), |(sent, answered, _)| (*sent, *answered));
-        let mut features =
-            vehicle
-                .inputs
-                .features(day.number, day.year, intervals.0, intervals.1, campaigns);
-        features[0] = None;
-        features
+        vehicle
+            .inputs
+            .features(day.number, day.year, intervals.0, intervals.1, campaigns)
     }
 }
 
-/// Where a vehicle sits in [`Gathered::vehicles`], by VIN and by device, and its store.
+/// Where a vehicle sits in [`Gathered::vehicles`], by VIN and by device, and its store (kept
+/// here too: the store-distance scan reads it while the other chain holds the vehicles).
 #[derive(Default)]
 struct Index {
     by_vin: AHashMap<Box<str>, u32>,
@@ -958,8 +955,7 @@ pub async fn relabel_into(
     // one transaction, so readers see the old labels or the new ones, never half of each.
     let started = std::time::Instant::now();
     let (sender, receiver) = tokio::sync::mpsc::channel(8);
-    // Under the relabel lock already: the write needs no lock of its own.
-    let write = store.execute_stream(receiver, Isolation::Statement);
+    let write = store.execute_stream(receiver);
     let fingerprint = rules.fingerprint();
     let assigner = Arc::new(assigner);
     let produce = async move {

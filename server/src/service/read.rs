@@ -326,7 +326,7 @@ impl Store {
                 let catalog = crate::labels::catalog(self, &text(&row, 4)).await?;
                 let values = crate::labels::features::decode(row[5].bytes().unwrap_or_default());
                 let features = features_json(labelled, values, &summary.energy);
-                let (labels, actions) = self.explained(&row, catalog, &features);
+                let (labels, actions) = Store::explained(&row, catalog, &features);
                 (features, labels, actions)
             }
             None => (serde_json::Value::Null, Vec::new(), Vec::new()),
@@ -343,7 +343,6 @@ impl Store {
     /// reasons, in the words of the rules that gave them (their catalog) and with the values of
     /// the vehicle's features.
     fn explained(
-        &self,
         row: &Row,
         catalog: Option<std::sync::Arc<crate::labels::catalog::Catalog>>,
         features: &serde_json::Value,

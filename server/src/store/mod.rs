@@ -177,14 +177,7 @@ pub trait Cells {
     /// Column `index` as text; `None` when it is NULL. Numbers come as their decimal text.
     fn text(&self, index: usize) -> Result<Option<Cow<'_, str>>, StoreError>;
     /// Column `index` as a number; `None` when it is NULL. Text is an error.
-    fn real(&self, index: usize) -> Result<Option<f64>, StoreError> {
-        match self.text(index)? {
-            None => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|_| {
-                StoreError::Data(format!("column {index} holds {text:?}, not a number"))
-            }),
-        }
-    }
+    fn real(&self, index: usize) -> Result<Option<f64>, StoreError>;
 }
 
 /// An [`Encode`] that hands each row to a function and encodes nothing: [`Store::scan`].
@@ -280,31 +273,15 @@ fn postgres_message(error: &tokio_postgres::Error) -> String {
 pub trait Backend: Send + Sync + Debug {
     /// Its dialect.
     fn dialect(&self) -> Dialect;
-    /// Runs `statements` in one transaction; returns the rows each changed.
-    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
-        let (sender, _) = tokio::sync::mpsc::unbounded_channel();
-        let mut steps = self
-            .execute_steps(vec![statements], Isolation::Statement, sender)
-            .await?;
-        Ok(steps.pop().unwrap_or_default())
-    }
-    /// Runs several steps of statements in one transaction, reporting each step as it
-    /// finishes (readers see all of it or none of it; long jobs still show progress).
-    async fn execute_steps(
-        &self,
-        steps: Vec<Vec<Statement>>,
-        isolation: Isolation,
-        progress: StepSender,
-    ) -> Result<Vec<Vec<u64>>, StoreError>;
+    /// Runs `statements` in one transaction (on PostgreSQL READ COMMITTED: each statement
+    /// sees what was committed before it began, so a conflicting insert waits and then does
+    /// nothing); returns the rows each changed.
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError>;
     /// Runs the statements that arrive on `statements` in one transaction, as they arrive,
     /// and commits when the channel closes: a write too large to hold in memory at once (a
     /// relabel's million rows). An `Err` from the sender rolls it back and is returned.
-    /// `isolation` as for [`Backend::execute_steps`]. Returns the rows changed.
-    async fn execute_stream(
-        &self,
-        statements: StatementReceiver,
-        isolation: Isolation,
-    ) -> Result<u64, StoreError>;
+    /// Returns the rows changed.
+    async fn execute_stream(&self, statements: StatementReceiver) -> Result<u64, StoreError>;
     /// Takes the relabel lock, held until the guard drops: one relabel at a time across every
     /// server and command on the database, from its first read to its commit (a relabel that
     /// read before another wrote would otherwise overwrite newer labels with older ones).
@@ -358,23 +335,6 @@ pub trait Backend: Send + Sync + Debug {
     /// concurrent servers kept from applying the same one twice.
     async fn migrate(&self, migrations: &[(i64, &'static str, String)]) -> Result<(), StoreError>;
 }
-
-/// What the statements of one transaction see of others' commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// Each statement sees what was committed before it began (PostgreSQL's READ COMMITTED):
-    /// right for ingest, where a conflicting insert must wait and then do nothing.
-    Statement,
-    /// Every statement sees the snapshot of the first (REPEATABLE READ): a relabel selects the
-    /// same vehicles in its deletes and its inserts even while ingest commits new data. Such
-    /// transactions also run one at a time, across servers, so two relabels never write the
-    /// same keys at once. SQLite gives both anyway (one writer at a time).
-    Snapshot,
-}
-
-/// Where a back-end reports each finished step of [`Backend::execute_steps`]: its index, the
-/// rows each statement changed and the seconds it took.
-pub type StepSender = tokio::sync::mpsc::UnboundedSender<(usize, Vec<u64>, f64)>;
 
 /// One envelope as received, decoded and ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -594,9 +554,8 @@ impl Store {
     pub(crate) async fn execute_stream(
         &self,
         statements: StatementReceiver,
-        isolation: Isolation,
     ) -> Result<u64, StoreError> {
-        self.backend.execute_stream(statements, isolation).await
+        self.backend.execute_stream(statements).await
     }
 
     /// Runs statements in one transaction; for the service layer.

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, RelabelGuard, Row, Statement,
-    StatementReceiver, StepSender, StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, RelabelGuard, Row, Statement, StatementReceiver,
+    StoreError, Value,
 };
 
 /// The PostgreSQL back-end.
@@ -92,48 +92,30 @@ fn row_values(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
         .collect()
 }
 
-/// Serialises snapshot transactions (relabels) across servers.
-const SNAPSHOT_LOCK: i64 = MIGRATION_LOCK + 1;
+/// Serialises relabels across servers ([`Backend::relabel_lock`]).
+const RELABEL_LOCK: i64 = MIGRATION_LOCK + 1;
 
-/// Takes (`true`) or gives back (`false`) the session lock that serialises snapshot
-/// transactions across servers.
-async fn snapshot_lock(client: &deadpool_postgres::Object, take: bool) -> Result<(), StoreError> {
-    let sql = if take {
-        "SELECT pg_advisory_lock($1)"
-    } else {
-        "SELECT pg_advisory_unlock($1)"
-    };
-    client.execute(sql, &[&SNAPSHOT_LOCK]).await?;
-    Ok(())
-}
-
-/// A transaction of `isolation` on `client`.
+/// A READ COMMITTED transaction on `client`.
 async fn begin(
     client: &mut deadpool_postgres::Object,
-    isolation: Isolation,
 ) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
     Ok(client
         .build_transaction()
-        .isolation_level(match isolation {
-            Isolation::Statement => IsolationLevel::ReadCommitted,
-            Isolation::Snapshot => IsolationLevel::RepeatableRead,
-        })
+        .isolation_level(IsolationLevel::ReadCommitted)
         .start()
         .await?)
 }
 
-/// Runs steps of statements in one transaction of `isolation` on `client`, reporting each.
-async fn run_steps(
-    client: &mut deadpool_postgres::Object,
-    steps: &[Vec<Statement>],
-    isolation: Isolation,
-    progress: &StepSender,
-) -> Result<Vec<Vec<u64>>, StoreError> {
-    let tx = begin(client, isolation).await?;
-    let mut all = Vec::with_capacity(steps.len());
-    for (index, statements) in steps.iter().enumerate() {
-        let started = std::time::Instant::now();
-        let prepared = prepare_all(&tx, statements).await?;
+#[async_trait]
+impl Backend for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let prepared = prepare_all(&tx, &statements).await?;
         // Pipelined: the statements go out together and run in order.
         let futures = statements
             .iter()
@@ -143,62 +125,8 @@ async fn run_steps(
                 async move { tx.execute(prepared, &params(&statement.params)).await }
             });
         let affected = try_join_all(futures).await?;
-        // Nobody listening is fine: progress is for people.
-        let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
-        all.push(affected);
-    }
-    tx.commit().await?;
-    Ok(all)
-}
-
-/// [`Backend::execute_stream`] on one connection.
-async fn run_stream(
-    client: &mut deadpool_postgres::Object,
-    statements: &mut StatementReceiver,
-    isolation: Isolation,
-) -> Result<u64, StoreError> {
-    let tx = begin(client, isolation).await?;
-    let mut changed = 0;
-    while let Some(statement) = statements.recv().await {
-        // An error drops `tx`, which rolls back.
-        let statement = statement?;
-        let prepared = tx.prepare_cached(&statement.sql).await?;
-        changed += tx.execute(&prepared, &params(&statement.params)).await?;
-    }
-    tx.commit().await?;
-    Ok(changed)
-}
-
-#[async_trait]
-impl Backend for Postgres {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    async fn execute_steps(
-        &self,
-        steps: Vec<Vec<Statement>>,
-        isolation: Isolation,
-        progress: StepSender,
-    ) -> Result<Vec<Vec<u64>>, StoreError> {
-        let mut client = self.client().await?;
-        if isolation == Isolation::Statement {
-            return run_steps(&mut client, &steps, isolation, &progress).await;
-        }
-        // Snapshot transactions (relabels) go one at a time across every server on the
-        // database: two at once both delete what they can see and insert the same keys, and one
-        // fails. The lock must be taken before the transaction, whose snapshot is taken by its
-        // first statement; a lock taken inside would leave the waiter with a snapshot from
-        // before the other's commit. It is a session lock, so the work runs on its own task:
-        // a caller that gives up cannot leave the lock held on a pooled connection.
-        tokio::spawn(async move {
-            snapshot_lock(&client, true).await?;
-            let result = run_steps(&mut client, &steps, isolation, &progress).await;
-            snapshot_lock(&client, false).await?;
-            result
-        })
-        .await
-        .map_err(|error| StoreError::Worker(error.to_string()))?
+        tx.commit().await?;
+        Ok(affected)
     }
 
     async fn relabel_lock(&self) -> Result<RelabelGuard, StoreError> {
@@ -206,29 +134,23 @@ impl Backend for Postgres {
         // server releases a session's locks when it closes, even if this process died.
         let client = deadpool_postgres::Object::take(self.client().await?);
         client
-            .execute("SELECT pg_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+            .execute("SELECT pg_advisory_lock($1)", &[&RELABEL_LOCK])
             .await?;
         Ok(RelabelGuard::new(client))
     }
 
-    async fn execute_stream(
-        &self,
-        mut statements: StatementReceiver,
-        isolation: Isolation,
-    ) -> Result<u64, StoreError> {
+    async fn execute_stream(&self, mut statements: StatementReceiver) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        if isolation == Isolation::Statement {
-            return run_stream(&mut client, &mut statements, isolation).await;
+        let tx = begin(&mut client).await?;
+        let mut changed = 0;
+        while let Some(statement) = statements.recv().await {
+            // An error drops `tx`, which rolls back.
+            let statement = statement?;
+            let prepared = tx.prepare_cached(&statement.sql).await?;
+            changed += tx.execute(&prepared, &params(&statement.params)).await?;
         }
-        // One at a time across servers, as `execute_steps`'s snapshot transactions.
-        tokio::spawn(async move {
-            snapshot_lock(&client, true).await?;
-            let result = run_stream(&mut client, &mut statements, isolation).await;
-            snapshot_lock(&client, false).await?;
-            result
-        })
-        .await
-        .map_err(|error| StoreError::Worker(error.to_string()))?
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn execute_returning(
@@ -236,13 +158,9 @@ impl Backend for Postgres {
         statements: Vec<Statement>,
     ) -> Result<Vec<Vec<Row>>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
+        let tx = begin(&mut client).await?;
         let prepared = prepare_all(&tx, &statements).await?;
-        // Pipelined, as in `execute_steps`.
+        // Pipelined, as in `execute`.
         let futures = statements
             .iter()
             .zip(&prepared)

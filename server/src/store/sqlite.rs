@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    Backend, Cells, ChunkSender, Dialect, Encode, Isolation, RelabelGuard, Row, Statement,
-    StatementReceiver, StepSender, StoreError, Value,
+    Backend, Cells, ChunkSender, Dialect, Encode, RelabelGuard, Row, Statement, StatementReceiver,
+    StoreError, Value,
 };
 
 /// The SQLite back-end.
@@ -240,29 +240,16 @@ impl Backend for Sqlite {
         Dialect::Sqlite
     }
 
-    async fn execute_steps(
-        &self,
-        steps: Vec<Vec<Statement>>,
-        // One writer at a time: a write transaction's statements see one state whatever this says.
-        _isolation: Isolation,
-        progress: StepSender,
-    ) -> Result<Vec<Vec<u64>>, StoreError> {
+    async fn execute(&self, statements: Vec<Statement>) -> Result<Vec<u64>, StoreError> {
         self.blocking(move |db| {
             let mut conn = db.writer()?;
             let tx = conn.transaction().map_err(|e| db.error(e))?;
-            let mut all = Vec::with_capacity(steps.len());
-            for (index, statements) in steps.iter().enumerate() {
-                let started = std::time::Instant::now();
-                let mut affected = Vec::with_capacity(statements.len());
-                for statement in statements {
-                    affected.push(db.run(&tx, statement)?);
-                }
-                // Nobody listening is fine: progress is for people.
-                let _ = progress.send((index, affected.clone(), started.elapsed().as_secs_f64()));
-                all.push(affected);
-            }
+            let affected = statements
+                .iter()
+                .map(|statement| db.run(&tx, statement))
+                .collect::<Result<Vec<_>, _>>()?;
             tx.commit().map_err(|e| db.error(e))?;
-            Ok(all)
+            Ok(affected)
         })
         .await
     }
@@ -286,11 +273,7 @@ impl Backend for Sqlite {
         .map_err(|error| StoreError::Worker(error.to_string()))?
     }
 
-    async fn execute_stream(
-        &self,
-        mut statements: StatementReceiver,
-        _isolation: Isolation,
-    ) -> Result<u64, StoreError> {
+    async fn execute_stream(&self, mut statements: StatementReceiver) -> Result<u64, StoreError> {
         self.blocking(move |db| {
             let mut conn = db.writer()?;
             // Dropped without a commit, it rolls back.
