@@ -501,6 +501,23 @@ impl Inputs {
     }
 }
 
+/// Features by name as JSON (`values` in the order of [`FEATURES`]); `energy`, the text
+/// feature, is the vehicle's own. What a vehicle's page shows, and what explanations read.
+pub fn to_json(values: &[Option<f64>], energy: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for (feature, value) in FEATURES.iter().zip(values) {
+        let json = if feature.text {
+            serde_json::Value::from(energy)
+        } else {
+            value
+                .and_then(serde_json::Number::from_f64)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)
+        };
+        map.insert(feature.name.to_owned(), json);
+    }
+    map
+}
+
 /// Features as a vehicle's labels keep them (`vehicle_labels.features`), in the order of
 /// [`FEATURES`], one tag byte each: 0 NULL (as for `energy`, the text one, which is the
 /// vehicle's own), 1 zero, 2 a whole number as a zigzag LEB128 varint, 3 any other value as an

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::access::Caller;
 use super::filter::{self, FilterError};
 use crate::labels::catalog::Stored;
+use crate::labels::rules::CHANNELS;
 use crate::store::{Row, Store, StoreError, Value};
 
 /// Why a read failed.
@@ -186,20 +187,10 @@ fn placeholders(first: usize, n: usize) -> String {
 }
 
 /// A vehicle's features as its labels keep them, as a JSON object by feature name with the
-/// labelling day; `energy`, the text feature, is the vehicle's own.
-fn features_json(labelled_day: i64, values: Vec<Option<f64>>, energy: &str) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
+/// labelling day.
+fn features_json(labelled_day: i64, values: &[Option<f64>], energy: &str) -> serde_json::Value {
+    let mut map = crate::labels::features::to_json(values, energy);
     map.insert("labelled".into(), day_text(labelled_day).into());
-    for (feature, value) in crate::labels::features::FEATURES.iter().zip(values) {
-        let json = if feature.text {
-            serde_json::Value::from(energy)
-        } else {
-            value
-                .and_then(serde_json::Number::from_f64)
-                .map_or(serde_json::Value::Null, serde_json::Value::Number)
-        };
-        map.insert(feature.name.to_owned(), json);
-    }
     serde_json::Value::Object(map)
 }
 
@@ -325,7 +316,7 @@ impl Store {
                 let labelled = row[3].int().unwrap_or(0);
                 let catalog = crate::labels::catalog(self, &text(&row, 4)).await?;
                 let values = crate::labels::features::decode(row[5].bytes().unwrap_or_default());
-                let features = features_json(labelled, values, &summary.energy);
+                let features = features_json(labelled, &values, &summary.energy);
                 let (labels, actions) = Store::explained(&row, catalog, &features);
                 (features, labels, actions)
             }
@@ -454,9 +445,12 @@ impl Store {
         let (scope, params) = caller.customer_scope(ids.len() + 1);
         let mut all = id_params.clone();
         all.extend(params);
+        // The opt-ins in the order of the rules' channels, from column 5.
+        const AFTER_OPT_INS: usize = 5 + CHANNELS.len();
+        let opt_ins: String = CHANNELS.iter().map(|c| format!("c.{c}_opt_in, ")).collect();
         let sql = format!(
-            "SELECT c.id, c.name, c.phone, c.email, c.wechat, c.push_opt_in, c.sms_opt_in, c.wechat_opt_in, \
-             c.email_opt_in, c.phone_opt_in, c.mail_opt_in, c.birthday_month, c.home_store_id, c.fleet_id \
+            "SELECT c.id, c.name, c.phone, c.email, c.wechat, {opt_ins}\
+             c.birthday_month, c.home_store_id, c.fleet_id \
              FROM customers c WHERE c.id IN ({in_ids}) AND {scope}"
         );
         let (vscope, vparams) = caller.vehicle_scope(ids.len() + 1);
@@ -478,12 +472,11 @@ impl Store {
                 .or_default()
                 .push(text(&row, 1));
         }
-        let channels = ["push", "sms", "wechat", "email", "phone", "mail"];
         let mut by_id: BTreeMap<String, CustomerView> = rows
             .iter()
             .map(|row| {
                 let id = text(row, 0);
-                let opt_in = channels
+                let opt_in = CHANNELS
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| row[5 + i].bool().unwrap_or(false))
@@ -497,9 +490,9 @@ impl Store {
                     email: text(row, 3),
                     wechat: text(row, 4),
                     opt_in,
-                    birthday_month: row[11].int(),
-                    home_store_id: row[12].int(),
-                    fleet_id: opt_text(row, 13),
+                    birthday_month: row[AFTER_OPT_INS].int(),
+                    home_store_id: row[AFTER_OPT_INS + 1].int(),
+                    fleet_id: opt_text(row, AFTER_OPT_INS + 2),
                 };
                 (id, view)
             })

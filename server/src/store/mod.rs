@@ -857,7 +857,7 @@ impl Store {
     /// The evidence of a vehicle's label in `group`, as JSON text, rendered from the catalog
     /// of the rules that gave it and the features kept with the labels.
     pub async fn label_evidence(&self, vin: &str, group: &str) -> Result<String, StoreError> {
-        use crate::labels::features::{FEATURES, decode};
+        use crate::labels::features::{decode, to_json};
         let Some(row) = self
             .query(
                 "SELECT vl.labels, vl.sources, vl.rules, vl.features, v.energy \
@@ -875,15 +875,11 @@ impl Store {
         let Some(catalog) = crate::labels::catalog(self, &owned_text(&row, 2)).await? else {
             return Ok(String::new());
         };
-        let features = decode(row[3].bytes().unwrap_or_default());
-        let energy = owned_text(&row, 4);
-        let feature = |name: &str| -> serde_json::Value {
-            match FEATURES.iter().position(|f| f.name == name) {
-                Some(0) => energy.clone().into(),
-                Some(i) => features[i].map_or(serde_json::Value::Null, Into::into),
-                None => serde_json::Value::Null,
-            }
-        };
+        let features = to_json(
+            &decode(row[3].bytes().unwrap_or_default()),
+            &owned_text(&row, 4),
+        );
+        let feature = |name: &str| features.get(name).cloned().unwrap_or_default();
         Ok(stored
             .labels
             .iter()
