@@ -599,14 +599,15 @@ fn merge(low: (Vec<Vehicle>, Index), high: (Vec<Vehicle>, Index)) -> (Vec<Vehicl
     let (mut vehicles, mut index) = low;
     let (more, other) = high;
     let offset = vehicles.len() as u32;
-    index
-        .by_vin
-        .extend(other.by_vin.into_iter().map(|(k, p)| (k, p + offset)));
-    index
-        .by_device
-        .extend(other.by_device.into_iter().map(|(k, p)| (k, p + offset)));
+    let shift = |map: AHashMap<Key, u32>| map.into_iter().map(move |(k, p)| (k, p + offset));
+    // Each map on a thread of its own: half a million keys re-inserted into each, on the way
+    // from reading the registry to reading the history (0.8 s of CPU in one thread).
+    std::thread::scope(|scope| {
+        scope.spawn(|| index.by_vin.extend(shift(other.by_vin)));
+        scope.spawn(|| index.by_device.extend(shift(other.by_device)));
+        vehicles.extend(more);
+    });
     index.stores.extend(other.stores);
-    vehicles.extend(more);
     (vehicles, index)
 }
 
