@@ -956,13 +956,29 @@ pub async fn relabel_into(
             parts.dedup();
             parts
         };
-        let mut columns = vec![Vec::with_capacity(gathered.vehicles.len()); parts.len()];
-        for vehicle in &gathered.vehicles {
-            let features = gathered.features(vehicle, day, intervals(rules));
-            for (column, &part) in columns.iter_mut().zip(&parts) {
-                column.push(rank_value(features[part]));
+        // The parts' columns, half the vehicles on each of two threads.
+        let column_of = |vehicles: &[Vehicle]| {
+            let mut columns = vec![Vec::with_capacity(vehicles.len()); parts.len()];
+            for vehicle in vehicles {
+                let features = gathered.features(vehicle, day, intervals(rules));
+                for (column, &part) in columns.iter_mut().zip(&parts) {
+                    column.push(rank_value(features[part]));
+                }
             }
-        }
+            columns
+        };
+        let (low, high) = gathered.vehicles.split_at(gathered.vehicles.len() / 2);
+        let columns = std::thread::scope(|scope| {
+            let high = scope.spawn(|| column_of(high));
+            let mut columns = column_of(low);
+            let high = high
+                .join()
+                .map_err(|_| StoreError::Worker("the ranks' second thread failed".into()))?;
+            for (column, rest) in columns.iter_mut().zip(high) {
+                column.extend(rest);
+            }
+            Ok::<_, StoreError>(columns)
+        })?;
         Assigner::new(rules, context, |feature| {
             parts
                 .iter()
