@@ -291,7 +291,7 @@ pub fn tier_name(group: &str) -> String {
 }
 
 /// Each tier's part features as indices into [`FEATURES`].
-fn part_features(rules: &Rules) -> Result<Vec<Vec<usize>>, String> {
+pub(crate) fn part_features(rules: &Rules) -> Result<Vec<Vec<usize>>, String> {
     rules
         .tiers
         .iter()

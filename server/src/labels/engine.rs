@@ -6,7 +6,7 @@
 //! actions ([`Assigner::customer`]) and writes them as it goes, one `vehicle_labels` row per
 //! vehicle in one transaction (`Store::execute_stream`): its labels, where each came from,
 //! its actions and its features. The words that explain them are stored once per rules file
-//! ([`Catalog`]).
+//! ([`Catalog`](super::catalog::Catalog)).
 //!
 //! A full relabel keeps each tier distribution as rank points (`rank_points`); a partial one
 //! ranks its vehicles against them ([`Assigner::with_points`]), so its cost does not grow with
@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use ahash::AHashMap;
 
-use super::assign::{Assigned, Assigner, Context, Points, Subject, rank_value};
-use super::catalog::Catalog;
+use super::assign::{Assigned, Assigner, Context, Points, Subject, part_features, rank_value};
 use super::features::{DayRow, FEATURES, Inputs, Places, encode};
 use super::rules::{CHANNELS, Rules};
 use crate::store::{Cells, Dialect, Statement, Store, StoreError, Value, insert_rows};
@@ -611,6 +610,24 @@ fn merge(low: (Vec<Vehicle>, Index), high: (Vec<Vehicle>, Index)) -> (Vec<Vehicl
     (vehicles, index)
 }
 
+/// A scan's row function for a history table: finds the row's vehicle by its key in column 0
+/// (`key`: [`Index::vin`] or [`Index::device`]) and hands the row, the index with the vehicle's
+/// position, and its entry in `into` to `add`. Rows of vehicles out of the relabel are skipped.
+fn each_vehicle<T: Send + 'static>(
+    index: &Arc<Index>,
+    into: &Arc<Mutex<Vec<T>>>,
+    key: fn(&Index, Option<Cow<'_, str>>) -> Option<usize>,
+    add: impl Fn(&dyn Cells, (&Index, usize), &mut T) -> Result<(), StoreError> + Send + 'static,
+) -> impl FnMut(&dyn Cells) -> Result<(), StoreError> + Send + 'static {
+    let (index, into) = (Arc::clone(index), Arc::clone(into));
+    move |cells| {
+        if let Some(p) = key(&index, cells.text(0)?) {
+            add(cells, (&index, p), &mut lock(&into)?[p])?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads the inputs of the vehicles in `scope`: the registry, then each table of the
 /// vehicles' history once, in two chains at a time (each scan on a connection of its own):
 /// visits then days (the km since a service count from the last visit), and campaigns,
@@ -682,23 +699,24 @@ async fn gather(
     } = queries;
     let visits_and_days = {
         let (index, history) = (Arc::clone(&index), Arc::clone(&history));
-        let (index2, history2) = (Arc::clone(&index), Arc::clone(&history));
         async move {
             store
-                .scan(visits.0, visits.1, move |cells| {
-                    if let Some(p) = index.vin(cells.text(0)?) {
-                        add_visit(cells, today, &mut lock(&history)?[p].inputs)?;
-                    }
-                    Ok(())
-                })
+                .scan(
+                    visits.0,
+                    visits.1,
+                    each_vehicle(&index, &history, Index::vin, move |cells, _, vehicle| {
+                        add_visit(cells, today, &mut vehicle.inputs)
+                    }),
+                )
                 .await?;
             store
-                .scan(days.0, days.1, move |cells| {
-                    if let Some(p) = index2.device(cells.text(0)?) {
-                        add_day(cells, today, &mut lock(&history2)?[p].inputs)?;
-                    }
-                    Ok(())
-                })
+                .scan(
+                    days.0,
+                    days.1,
+                    each_vehicle(&index, &history, Index::device, move |cells, _, vehicle| {
+                        add_day(cells, today, &mut vehicle.inputs)
+                    }),
+                )
                 .await?;
             Ok::<(), StoreError>(())
         }
@@ -706,9 +724,7 @@ async fn gather(
     let since = today - i64::from(contact_period_days);
     let the_rest = {
         let into = Arc::clone(&campaigns);
-        let (i1, p1) = (Arc::clone(&index), Arc::clone(&places));
-        let (i2, p2) = (Arc::clone(&index), Arc::clone(&places));
-        let (i3, p3) = (Arc::clone(&index), Arc::clone(&places));
+        let (index, places) = (Arc::clone(&index), Arc::clone(&places));
         async move {
             store
                 .scan(campaign_query.0, campaign_query.1, move |cells| {
@@ -723,29 +739,33 @@ async fn gather(
                     add_campaign(cells, today, since, counts)
                 })
                 .await?;
+            let device = Index::device;
             store
-                .scan(reported.0, reported.1, move |cells| {
-                    if let Some(p) = i1.device(cells.text(0)?) {
-                        add_reported(cells, &mut lock(&p1)?[p])?;
-                    }
-                    Ok(())
-                })
+                .scan(
+                    reported.0,
+                    reported.1,
+                    each_vehicle(&index, &places, device, |cells, _, places| {
+                        add_reported(cells, places)
+                    }),
+                )
                 .await?;
             store
-                .scan(store_distances.0, store_distances.1, move |cells| {
-                    if let Some(p) = i2.device(cells.text(0)?) {
-                        add_store_distance(cells, i2.stores[p], &mut lock(&p2)?[p])?;
-                    }
-                    Ok(())
-                })
+                .scan(
+                    store_distances.0,
+                    store_distances.1,
+                    each_vehicle(&index, &places, device, |cells, (index, p), places| {
+                        add_store_distance(cells, index.stores[p], places)
+                    }),
+                )
                 .await?;
             store
-                .scan(poi.0, poi.1, move |cells| {
-                    if let Some(p) = i3.device(cells.text(0)?) {
-                        add_poi(cells, today, &mut lock(&p3)?[p])?;
-                    }
-                    Ok(())
-                })
+                .scan(
+                    poi.0,
+                    poi.1,
+                    each_vehicle(&index, &places, device, move |cells, _, places| {
+                        add_poi(cells, today, places)
+                    }),
+                )
                 .await?;
             Ok::<(), StoreError>(())
         }
@@ -945,17 +965,13 @@ pub async fn relabel_into(
     let started = std::time::Instant::now();
     let context: Context = [day.number, day.month, day.year];
     let assigner = if *scope == Scope::All {
-        let parts: Vec<usize> = {
-            let mut parts: Vec<usize> = rules
-                .tiers
-                .iter()
-                .flat_map(|t| t.parts.iter())
-                .filter_map(|(f, _)| FEATURES.iter().position(|x| x.name == *f))
-                .collect();
-            parts.sort_unstable();
-            parts.dedup();
-            parts
-        };
+        let mut parts: Vec<usize> = part_features(rules)
+            .map_err(StoreError::Data)?
+            .into_iter()
+            .flatten()
+            .collect();
+        parts.sort_unstable();
+        parts.dedup();
         // The parts' columns, half the vehicles on each of two threads.
         let column_of = |vehicles: &[Vehicle]| {
             let mut columns = vec![Vec::with_capacity(vehicles.len()); parts.len()];
@@ -1058,7 +1074,7 @@ pub async fn relabel_into(
                 points,
             ));
         }
-        match serde_json::to_string(&Catalog::of(rules)) {
+        match serde_json::to_string(assigner.catalog()) {
             Ok(catalog) => tail.push(Statement::new(
                 "INSERT INTO rule_catalogs (fingerprint, catalog) VALUES ($1, $2) \
                  ON CONFLICT (fingerprint) DO NOTHING",

@@ -1,8 +1,9 @@
 //! Customer labels and aftermarket strategies, from rules a dealer can read and change.
 //!
 //! * [`rules`]: the rules file (label groups, percentile tiers, strategies), checked at load.
-//! * [`features`]: the per-vehicle features rules may use, built in the database.
-//! * [`engine`]: rules compiled to SQL; full and partial relabels.
+//! * [`features`]: the per-vehicle features rules may use, computed in the server from each
+//!   vehicle's registry facts and history.
+//! * [`engine`]: full and partial relabels: read, rank, assign, write one row per vehicle.
 //! * [`eval`]: conditions evaluated in the server, one vehicle at a time, with SQL's meaning.
 //! * [`assign`]: a customer's labels and next-best actions from features and distributions.
 //! * [`mod@catalog`]: the rules' words, by which stored labels and actions explain themselves.

@@ -117,8 +117,9 @@ pub(crate) fn insert_rows(
     let mut out = Vec::new();
     match dialect {
         Dialect::Sqlite => {
-            // The text of a full chunk is the same every time: made once per table and columns.
-            static FULL: std::sync::LazyLock<std::sync::Mutex<HashMap<String, String>>> =
+            // The text of a full chunk is the same every time: made once per table and columns
+            // (a handful in all) and kept for the process, so chunks borrow it, uncopied.
+            static FULL: std::sync::LazyLock<std::sync::Mutex<HashMap<String, &'static str>>> =
                 std::sync::LazyLock::new(Default::default);
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
@@ -136,12 +137,12 @@ pub(crate) fn insert_rows(
                     }
                     sql
                 };
-                let sql = match FULL.lock() {
-                    Ok(mut full) if chunk.len() == 500 => full
-                        .entry(format!("{table} ({names})"))
-                        .or_insert_with(|| values(500))
-                        .clone(),
-                    _ => values(chunk.len()),
+                let sql: Cow<'static, str> = match FULL.lock() {
+                    Ok(mut full) if chunk.len() == 500 => Cow::Borrowed(
+                        full.entry(format!("{table} ({names})"))
+                            .or_insert_with(|| values(500).leak()),
+                    ),
+                    _ => values(chunk.len()).into(),
                 };
                 out.push(Statement::new(sql, chunk.into_iter().flatten().collect()));
             }
